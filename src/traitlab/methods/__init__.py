@@ -1,0 +1,7 @@
+"""One module per mechanism; importing this package registers every mechanism for ``load_intervention``."""
+
+from traitlab.methods.prompting import PromptIntervention
+from traitlab.methods.steering import ResidualSteering
+from traitlab.methods.weights import WeightDelta, WeightEdit
+
+__all__ = ["PromptIntervention", "ResidualSteering", "WeightDelta", "WeightEdit"]

@@ -1,0 +1,159 @@
+"""Batched chat generation with left padding, KV cache, greedy or seeded sampling, and response-token masks.
+
+Prompts are sorted by length and generated in chunks of ``batch_size`` (less padding), then returned in the
+caller's order. Each step feeds one token per row; a row that produced an end-of-turn token is finished, and
+the tokens fed after it are masked out (attention mask 0, role PAD), so hooks never see them as response.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from traitlab.errors import ConfigError
+from traitlab.model.positions import PAD, PROMPT, RESPONSE
+from traitlab.progress import track
+
+TokenCallback = Callable[[int, torch.Tensor, torch.Tensor, list[int]], None]
+"""``on_token(step, token_ids[b], finished[b], rows)``: called after each decoding step of a chunk; ``rows``
+are the caller's indices of the chunk's rows."""
+
+END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>", "<|endoftext|>", "</s>",
+                      "<|eot|>")
+
+
+@dataclasses.dataclass
+class Generation:
+    """Texts and token ids of a batch of generated replies, in the caller's order."""
+
+    texts: list[str]
+    prompt_ids: list[list[int]]
+    response_ids: list[list[int]]
+    finished: list[bool]
+    pad_token_id: int
+
+    def batch(self, rows: Sequence[int] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Left-padded ``(input_ids, attention_mask, roles)`` of prompt + response for teacher forcing;
+        ``roles == RESPONSE`` is the response-token mask. End-of-turn tokens are not included."""
+        chosen = range(len(self.texts)) if rows is None else rows
+        return pack([self.prompt_ids[i] for i in chosen], [self.response_ids[i] for i in chosen],
+                    self.pad_token_id)
+
+
+def pack(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]],
+         pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Left-pad prompt+response token lists into ``(input_ids, attention_mask, roles)``."""
+    width = max(len(p) + len(r) for p, r in zip(prompts, responses, strict=True))
+    batch = len(prompts)
+    input_ids = torch.full((batch, width), pad_token_id, dtype=torch.long)
+    roles = torch.full((batch, width), PAD, dtype=torch.long)
+    for row, (prompt, response) in enumerate(zip(prompts, responses, strict=True)):
+        start = width - len(prompt) - len(response)
+        input_ids[row, start:] = torch.tensor([*prompt, *response], dtype=torch.long)
+        roles[row, start:start + len(prompt)] = PROMPT
+        roles[row, start + len(prompt):] = RESPONSE
+    return input_ids, (roles != PAD).long(), roles
+
+
+def stop_token_ids(tokenizer: Any, generation_config: Any) -> list[int]:
+    """EOS ids from the generation config and tokenizer, plus known end-of-turn tokens in the vocabulary."""
+    ids: set[int] = set()
+    configured = getattr(generation_config, "eos_token_id", None)
+    if isinstance(configured, int):
+        ids.add(configured)
+    elif configured:
+        ids.update(configured)
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    vocab = tokenizer.get_vocab()
+    ids.update(vocab[token] for token in END_OF_TURN_TOKENS if token in vocab)
+    return sorted(ids)
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingParams:
+    max_new_tokens: int = 64
+    temperature: float = 0.0
+    top_p: float = 1.0
+    top_k: int = 0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ConfigError(f"max_new_tokens must be ≥ 1, got {self.max_new_tokens}")
+        if self.temperature < 0:
+            raise ConfigError(f"temperature must be ≥ 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.top_k < 0:
+            raise ConfigError(f"top_k must be ≥ 0, got {self.top_k}")
+
+
+def next_tokens(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator | None) -> torch.Tensor:
+    """Greedy argmax at temperature 0; else temperature, top-k and nucleus (top-p) sampling."""
+    if params.temperature == 0:
+        return logits.argmax(-1)
+    logits = logits.float() / params.temperature
+    if params.top_k:
+        kth = logits.topk(min(params.top_k, logits.shape[-1]), dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if params.top_p < 1:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        probs = sorted_logits.softmax(-1)
+        drop = probs.cumsum(-1) - probs > params.top_p
+        logits = logits.scatter(-1, order, sorted_logits.masked_fill(drop, float("-inf")))
+    return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(-1)
+
+
+def _accepts_logits_to_keep(model: torch.nn.Module) -> bool:
+    return "logits_to_keep" in inspect.signature(model.forward).parameters
+
+
+def generate_ids(model: torch.nn.Module, tracker: Any, prompt_ids: Sequence[Sequence[int]], pad_token_id: int,
+                 stop_ids: Sequence[int], params: SamplingParams, on_token: TokenCallback | None = None,
+                 batch_size: int = 32, progress: bool = True) -> tuple[list[list[int]], list[bool]]:
+    """Generate from token-id prompts; returns per-row response ids (without the stop token) and whether
+    each row stopped on a stop token. ``tracker`` is the model's ``HookEngine`` (phase tracking)."""
+    device = next(model.parameters()).device
+    order = sorted(range(len(prompt_ids)), key=lambda i: len(prompt_ids[i]))
+    chunks = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    responses: list[list[int]] = [[] for _ in prompt_ids]
+    finished = [False] * len(prompt_ids)
+    generator = torch.Generator(device=device).manual_seed(params.seed) if params.temperature > 0 else None
+    stops = torch.tensor(list(stop_ids), dtype=torch.long, device=device)
+    extra = {"logits_to_keep": 1} if _accepts_logits_to_keep(model) else {}
+    with torch.no_grad(), tracker.tracking():
+        for rows in track(chunks, "generating", total=len(chunks), enabled=progress and len(chunks) > 1):
+            input_ids, attention_mask, _ = pack([prompt_ids[i] for i in rows], [[] for _ in rows], pad_token_id)
+            input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
+            position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+            out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                        use_cache=True, **extra)
+            done = torch.zeros(len(rows), dtype=torch.bool, device=device)
+            steps: list[torch.Tensor] = []
+            for step in range(params.max_new_tokens):
+                token = next_tokens(out.logits[:, -1, :], params, generator).masked_fill(done, pad_token_id)
+                done = done | torch.isin(token, stops)
+                steps.append(token)
+                if on_token is not None:
+                    on_token(step, token, done, rows)
+                if bool(done.all()) or step == params.max_new_tokens - 1:
+                    break
+                attention_mask = torch.cat([attention_mask, (~done).long().unsqueeze(-1)], dim=-1)
+                position_ids = position_ids[:, -1:] + 1
+                out = model(input_ids=token.unsqueeze(-1), attention_mask=attention_mask,
+                            position_ids=position_ids, past_key_values=out.past_key_values, use_cache=True)
+            _collect(torch.stack(steps, dim=1).tolist(), rows, set(stop_ids), responses, finished)
+    return responses, finished
+
+
+def _collect(tokens: list[list[int]], rows: list[int], stops: set[int], responses: list[list[int]],
+             finished: list[bool]) -> None:
+    for row, ids in zip(rows, tokens, strict=True):
+        end = next((i for i, token in enumerate(ids) if token in stops), None)
+        responses[row] = ids if end is None else ids[:end]
+        finished[row] = end is not None

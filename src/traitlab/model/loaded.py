@@ -1,0 +1,185 @@
+"""``LoadedModel``: a causal LM with its tokenizer, family adapter, hook engine and fingerprint, and
+``load_model`` to get one from a hub id, a local folder, or a built-in name."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from traitlab.errors import ConfigError, ModelLoadError
+from traitlab.model.chat import ChatRenderer, Conversation, conversations
+from traitlab.model.family import Family, get_path, resolve_family
+from traitlab.model.fingerprint import Fingerprint, compute_fingerprint
+from traitlab.model.generation import Generation, SamplingParams, TokenCallback, generate_ids, stop_token_ids
+from traitlab.model.hooks import HookEngine
+
+ORGANISM = "traitlab/persona-tiny"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+          "float16": torch.float16, "fp16": torch.float16}
+
+
+class LoadedModel:
+    """A model ready for traitlab: ``model``, ``tokenizer``, ``family``, ``hooks``, ``fingerprint``."""
+
+    def __init__(self, model: nn.Module, tokenizer: Any, family: Family | Mapping[str, Any] | None = None,
+                 spec: str = "<in-memory>") -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        self.spec = spec
+        self.family = resolve_family(model, self.config.model_type, family)
+        self.hooks = HookEngine(model, self.family)
+        self.fingerprint: Fingerprint = compute_fingerprint(model, self.family)
+        self.renderer = ChatRenderer(tokenizer)
+        self.stop_ids = stop_token_ids(tokenizer, getattr(model, "generation_config", None))
+        self._system_stack: list[str] = []
+
+    @property
+    def config(self) -> Any:
+        return self.model.config.get_text_config()
+
+    @property
+    def num_layers(self) -> int:
+        return self.hooks.num_layers
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.config.hidden_size)
+
+    @property
+    def intermediate_size(self) -> int:
+        down = get_path(self.hooks.blocks[0], self.family.down)
+        return int(down.weight.shape[0] if type(down).__name__ == "Conv1D" else down.weight.shape[1])
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    def describe(self) -> dict[str, Any]:
+        """The family-table row and fingerprint, as printed by ``traitlab info``."""
+        family = self.family
+        return {
+            "spec": self.spec, "model_type": self.config.model_type, "family": family.name,
+            "layers": self.num_layers, "hidden_size": self.hidden_size,
+            "intermediate_size": self.intermediate_size, "decoder_blocks": family.layers,
+            "mlp": ", ".join(p for p in (family.gate, family.gate_up, family.up, family.down) if p),
+            "activation": family.act, "attention_out": family.attn_out, "neuron_site": family.neuron_site,
+            "chat_template": ("yes" if self.renderer.supports_system else "no system role")
+            if self.renderer.has_template else "none (plain layout)",
+            "dtype": str(self.dtype).removeprefix("torch."), "device": str(self.device),
+            "fingerprint": self.fingerprint.weights_hash,
+        }
+
+    @contextlib.contextmanager
+    def default_system(self, text: str) -> Iterator[None]:
+        """Use ``text`` as the system prompt of chats that give none (how prompt Interventions apply)."""
+        self._system_stack.append(text)
+        try:
+            yield
+        finally:
+            self._system_stack.pop()
+
+    def render(self, prompts: Sequence[str | Conversation],
+               system: str | Sequence[str | None] | None = None) -> list[str]:
+        default = "\n\n".join(self._system_stack) or None
+        return [self.renderer.render(c) for c in conversations(prompts, system, default)]
+
+    def encode(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids of rendered prompts (the template already holds any BOS)."""
+        return [self.tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
+
+    def generate_chat(self, prompts: Sequence[str | Conversation],
+                      system: str | Sequence[str | None] | None = None, *, max_new_tokens: int = 64,
+                      temperature: float = 0.0, top_p: float = 1.0, top_k: int = 0, seed: int = 0,
+                      batch_size: int = 32, on_token: TokenCallback | None = None,
+                      progress: bool = True) -> Generation:
+        """Batched chat generation; see ``traitlab.model.generation``."""
+        params = SamplingParams(max_new_tokens, temperature, top_p, top_k, seed)
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be ≥ 1, got {batch_size}")
+        prompt_ids = self.encode(self.render(prompts, system))
+        responses, finished = generate_ids(self.model, self.hooks, prompt_ids, self.tokenizer.pad_token_id,
+                                           self.stop_ids, params, on_token, batch_size, progress)
+        texts = self.tokenizer.batch_decode(responses, skip_special_tokens=True)
+        return Generation([t.strip() for t in texts], prompt_ids, responses, finished,
+                          self.tokenizer.pad_token_id)
+
+    def chat(self, message: str | Conversation, system: str | None = None, **generation: Any) -> str:
+        """One reply to one message (or conversation)."""
+        return self.generate_chat([message], system, progress=False, **generation).texts[0]
+
+
+def builtin_path(name: str) -> Path:
+    if name != ORGANISM:
+        raise ModelLoadError(f"unknown built-in model '{name}'; the built-in is {ORGANISM}")
+    path = Path(str(resources.files("traitlab.organism"))) / "persona-tiny"
+    if not (path / "config.json").is_file():
+        raise ModelLoadError(f"the built-in organism is missing from {path}; train it with "
+                             "`traitlab organism train --out` that folder")
+    return path
+
+
+def resolve_spec(spec: str) -> str:
+    """A built-in name, a local model folder, or a hub id; anything else is a clear error."""
+    if spec == ORGANISM:
+        return str(builtin_path(spec))
+    path = Path(spec).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise ModelLoadError(f"'{spec}' is not a model folder: it has no config.json")
+        return str(path)
+    if spec.startswith((".", "/", "~")) or not _HUB_ID.match(spec):
+        raise ModelLoadError(f"model '{spec}' not found: give a local folder with config.json, a hub id "
+                             f"(org/name), or {ORGANISM}")
+    return spec
+
+
+def _dtype(dtype: str | torch.dtype | None, device: str) -> torch.dtype | str:
+    if dtype is None:
+        return torch.float32 if device == "cpu" else "auto"
+    if isinstance(dtype, torch.dtype) or dtype == "auto":
+        return dtype
+    if dtype not in DTYPES:
+        raise ConfigError(f"unknown dtype '{dtype}'; use one of auto, {', '.join(DTYPES)}")
+    return DTYPES[dtype]
+
+
+def load_model(spec: str, dtype: str | torch.dtype | None = None, device: str | None = None,
+               family: Family | Mapping[str, Any] | None = None) -> LoadedModel:
+    """Load a causal LM and its tokenizer. The config and family are checked on the meta device before any
+    weight is read. ``device='auto'`` spreads the model over GPUs with ``device_map='auto'``."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    source = resolve_spec(spec)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    torch_dtype = _dtype(dtype, device)
+    try:
+        config = AutoConfig.from_pretrained(source)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelLoadError(f"could not read the config of '{spec}': {str(exc).splitlines()[0]}") from None
+    with torch.device("meta"):
+        skeleton = AutoModelForCausalLM.from_config(config)
+    resolve_family(skeleton, config.get_text_config().model_type, family)
+    del skeleton
+    try:
+        placement = {"device_map": "auto"} if device == "auto" else {}
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **placement)
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"could not load '{spec}': {str(exc).splitlines()[0]}") from None
+    if device != "auto":
+        model = model.to(device)
+    return LoadedModel(model, tokenizer, family, spec=spec)
