@@ -112,6 +112,7 @@ def _largest_block_list(model: nn.Module) -> str | None:
     return best[1] if best else None
 
 
+_GATE_UP = re.compile(r"gate_up(_proj)?$")
 _GATE = re.compile(r"(gate_proj|w1|gate)$")
 _UP = re.compile(r"(up_proj|w3|c_fc|fc1|fc_in|dense_h_to_4h|up)$")
 _DOWN = re.compile(r"(down_proj|w2|c_proj|fc2|fc_out|dense_4h_to_h|down)$")
@@ -132,14 +133,16 @@ def guess_family(model: nn.Module) -> Family | None:
     if layers is None:
         return None
     block = get_path(model, layers)[0]
-    mlp = next((n for n, _ in block.named_children() if "mlp" in n or "feed_forward" in n or n == "ffn"), None)
-    attn = next((n for n, _ in block.named_children() if "attn" in n or "attention" in n), None)
+    containers = [name for name, child in block.named_children() if any(True for _ in child.children())]
+    mlp = next((n for n in containers if "mlp" in n or "feed_forward" in n or n == "ffn"), None)
+    attn = next((n for n in containers if "attn" in n or "attention" in n), None)
     if mlp is None or attn is None:
         return None
     act = _first_child(block, mlp, _ACT)
     down = _first_child(block, mlp, _DOWN)
     gate = _first_child(block, mlp, _GATE)
-    up = _first_child(block, mlp, _UP)
+    gate_up = _first_child(block, mlp, _GATE_UP)
+    up = None if gate_up else _first_child(block, mlp, _UP)
     attn_out = _first_child(block, attn, _ATTN_OUT)
     base = layers.rsplit(".", 1)[0] if "." in layers else ""
     prefix = f"{base}." if base else ""
@@ -147,10 +150,10 @@ def guess_family(model: nn.Module) -> Family | None:
                  if _has(model, f"{prefix}{n}")), None)
     embed = next((f"{prefix}{n}" for n in ("embed_tokens", "wte", "embed_in", "word_embeddings")
                   if _has(model, f"{prefix}{n}")), None)
-    if None in (act, down, attn_out, norm, embed) or (gate is None and up is None):
+    if None in (act, down, attn_out, norm, embed) or (gate is None and up is None and gate_up is None):
         return None
     return Family(name="guessed", layers=layers, mlp=mlp, act=act, down=down, attn_out=attn_out,
-                  final_norm=norm, embed=embed, gate=gate, up=up)
+                  final_norm=norm, embed=embed, gate=gate, up=up, gate_up=gate_up)
 
 
 def _missing_parts(model: nn.Module, family: Family) -> list[str]:
