@@ -37,7 +37,7 @@ def test_hooks_are_gone_after_exit_and_after_exceptions(llama):
 
 
 def test_layer_out_of_range_is_a_clear_error(llama):
-    with pytest.raises(LayerError, match="this model has layers 0..3"), \
+    with pytest.raises(LayerError, match=r"this model has layers 0\.\.3"), \
             residual_add(llama, 4, torch.ones(llama.hidden_size)):
         pass
     with pytest.raises(ConfigError, match="NaN"), residual_add(llama, 1, torch.full((llama.hidden_size,), torch.nan)):

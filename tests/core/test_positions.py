@@ -87,7 +87,7 @@ def test_per_row_shape_mismatch_is_an_error(llama):
 
 def test_generation_roles_mark_response_tokens(llama):
     generation = llama.generate_chat(PROMPTS, max_new_tokens=5)
-    input_ids, attention_mask, roles = generation.batch()
+    input_ids, _, roles = generation.batch()
     for row in range(len(PROMPTS)):
         response = input_ids[row][roles[row] == RESPONSE].tolist()
         assert response == generation.response_ids[row]

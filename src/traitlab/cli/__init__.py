@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sys
 
-import click
 import typer
 
 from traitlab.cli import chat, demo, info
@@ -18,7 +17,11 @@ app = typer.Typer(help="Find, steer, monitor and edit the personality of languag
 
 @app.callback()
 def _options(quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars.")) -> None:
+    from transformers.utils import logging as hf_logging
+
     set_quiet(quiet)
+    if quiet or not sys.stderr.isatty():
+        hf_logging.disable_progress_bar()
 
 
 app.command("info")(info.info)
@@ -27,6 +30,10 @@ app.command("demo")(demo.demo)
 
 
 def _add_groups() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("traitlab.cli.organism") is None:  # TEMP until the organism lands
+        return
     from traitlab.cli import organism
 
     app.add_typer(organism.app, name="organism", help="Build, train and check the persona model organism.")
@@ -36,20 +43,12 @@ _add_groups()
 
 
 def main() -> None:
-    """Console entry point."""
+    """Console entry point: typer handles usage errors (exit 2); user errors print one line and exit 2."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
     try:
-        app(standalone_mode=False)
+        app()
     except TraitlabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except (click.Abort, KeyboardInterrupt):
-        print("aborted", file=sys.stderr)
-        sys.exit(130)

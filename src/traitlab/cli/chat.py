@@ -11,6 +11,7 @@ import typer
 from traitlab.cli.common import DEVICE, DTYPE, FAMILY, MODEL, console, read_family
 from traitlab.interventions import load_applied
 from traitlab.model import load_model
+from traitlab.model.generation import SamplingParams
 
 
 def chat(
@@ -27,8 +28,12 @@ def chat(
     device: str | None = DEVICE,
 ) -> None:
     """Chat with a model, optionally steered by saved interventions."""
-    lm = load_model(model, dtype=dtype, device=device, family=read_family(family))
-    intervention = load_applied(apply, lm)
+    SamplingParams(max_new_tokens, temperature, top_p, 0, seed)
+    family_override = read_family(family)
+    intervention = load_applied(apply)
+    lm = load_model(model, dtype=dtype, device=device, family=family_override)
+    if intervention is not None:
+        intervention.check_model(lm)
     options = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed)
     with intervention.applied(lm) if intervention else contextlib.nullcontext():
         if message is not None:
