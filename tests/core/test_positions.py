@@ -19,6 +19,7 @@ def test_select_positions_by_role():
     assert select_positions(roles, "prompt").tolist() == [[0, 1, 1, 0, 0], [1, 1, 1, 0, 0]]
     assert select_positions(roles, "response").tolist() == [[0, 0, 0, 1, 1], [0, 0, 0, 1, 0]]
     assert select_positions(roles, "response+last_prompt").tolist() == [[0, 0, 1, 1, 1], [0, 0, 1, 1, 0]]
+    assert select_positions(roles, "last_prompt").tolist() == [[0, 0, 1, 0, 0], [0, 0, 1, 0, 0]]
 
 
 def test_response_mode_leaves_prefill_logits_and_changes_generated(llama):

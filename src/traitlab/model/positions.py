@@ -16,7 +16,7 @@ from traitlab.errors import ConfigError
 
 PAD, PROMPT, RESPONSE = 0, 1, 2
 
-Positions = Literal["all", "prompt", "response", "response+last_prompt"]
+Positions = Literal["all", "prompt", "response", "response+last_prompt", "last_prompt"]
 POSITIONS: tuple[str, ...] = get_args(Positions)
 
 
@@ -38,7 +38,8 @@ def select_positions(roles: torch.Tensor, positions: Positions) -> torch.Tensor:
     """Boolean ``[batch, seq]`` mask of the positions a hook acts on.
 
     ``response+last_prompt`` is persona_vectors' own steering mode: the generated tokens plus the last prompt
-    token, whose hidden state produces the first generated token.
+    token, whose hidden state produces the first generated token. ``last_prompt`` alone is the position the
+    persona-vector monitor projects before generation.
     """
     if positions == "all":
         return roles != PAD
@@ -46,6 +47,8 @@ def select_positions(roles: torch.Tensor, positions: Positions) -> torch.Tensor:
         return roles == PROMPT
     if positions == "response":
         return roles == RESPONSE
+    if positions == "last_prompt":
+        return last_prompt_mask(roles)
     return (roles == RESPONSE) | last_prompt_mask(roles)
 
 

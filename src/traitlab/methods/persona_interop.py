@@ -1,0 +1,140 @@
+"""Interop for persona vectors.
+
+- persona_vectors ``.pt`` files: one ``[L+1, d]`` tensor per variant, indexed like HF ``hidden_states``
+  (their row L has the final norm applied, traitlab's is the raw residual — steer below L to be exact).
+- GGUF control vectors (llama.cpp / repeng layout): ``general.architecture = controlvector``,
+  ``controlvector.model_hint``, ``controlvector.layer_count``, and f32 tensors ``direction.k`` for k ≥ 1.
+  ``direction.k`` is traitlab layer ℓ = k (HF ``hidden_states[k]``, the output of block k−1); llama.cpp has
+  no direction for layer 0. Export multiplies by the intervention's scale, since the format has none.
+- repeng-style arithmetic on artifacts: ``"2*a.tl.safetensors - 0.5*b.tl.safetensors"``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+
+from traitlab.errors import ArtifactError, ConfigError
+from traitlab.interventions import load_intervention
+from traitlab.methods.persona_vectors import VARIANTS, PersonaVector
+from traitlab.model import LoadedModel
+
+
+def import_pt(path: str | Path, lm: LoadedModel, layer: int | None = None,
+              variant: str = "response_avg") -> PersonaVector:
+    """A persona_vectors ``[L+1, d]`` tensor file as a ``PersonaVector`` for ``lm``."""
+    if variant not in VARIANTS:
+        raise ConfigError(f"unknown variant '{variant}'; use one of {', '.join(VARIANTS)}")
+    source = Path(path)
+    if not source.is_file():
+        raise ArtifactError(f"persona vector file {source} not found")
+    try:
+        table = torch.load(source, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for foreign files
+        raise ArtifactError(f"{source} is not a readable torch tensor file ({type(exc).__name__})") from None
+    expected = (lm.num_layers + 1, lm.hidden_size)
+    if not isinstance(table, torch.Tensor) or tuple(table.shape) != expected:
+        shape = tuple(table.shape) if isinstance(table, torch.Tensor) else type(table).__name__
+        raise ArtifactError(f"{source} holds {shape}; this model needs a [L+1, d] = {list(expected)} tensor")
+    chosen = layer if layer is not None else int(table[1:lm.num_layers].norm(dim=-1).argmax()) + 1
+    lm.hooks.check_layer(chosen)
+    return PersonaVector({variant: table.float()}, [chosen], variant, fingerprint=lm.fingerprint,
+                         extra={"imported_from": source.name})
+
+
+def export_gguf(vector: PersonaVector, path: str | Path, model_hint: str) -> Path:
+    """Write ``scale · v_ℓ`` for the steered layers as a llama.cpp control vector."""
+    import gguf
+    import numpy as np
+
+    target = Path(path)
+    if not target.parent.is_dir():
+        raise ConfigError(f"cannot write {target}: folder {target.parent} does not exist")
+    layers = sorted(layer for layer in vector.vectors if layer >= 1)
+    if not layers:
+        raise ConfigError("GGUF control vectors have no layer 0; steer at a layer ≥ 1")
+    writer = gguf.GGUFWriter(str(target), "controlvector")
+    writer.add_string("controlvector.model_hint", model_hint)
+    writer.add_uint32("controlvector.layer_count", vector.num_layers)
+    for layer in layers:
+        writer.add_tensor(f"direction.{layer}", (vector.scale * vector.vectors[layer]).numpy().astype(np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return target
+
+
+def import_gguf(path: str | Path, lm: LoadedModel) -> PersonaVector:
+    """A GGUF control vector as a ``PersonaVector`` steering at every layer the file names (scale 1)."""
+    import gguf
+
+    source = Path(path)
+    if not source.is_file():
+        raise ArtifactError(f"control vector {source} not found")
+    try:
+        reader = gguf.GGUFReader(str(source))
+    except Exception as exc:  # the gguf reader raises ValueError/KeyError/struct.error on foreign files
+        raise ArtifactError(f"{source} is not a readable GGUF file ({type(exc).__name__})") from None
+    table = torch.zeros(lm.num_layers + 1, lm.hidden_size)
+    layers = []
+    for tensor in reader.tensors:
+        match = re.fullmatch(r"direction\.(\d+)", tensor.name)
+        if not match:
+            continue
+        layer = int(match.group(1))
+        data = torch.from_numpy(tensor.data.copy()).float().reshape(-1)
+        if not 1 <= layer <= lm.num_layers or data.numel() != lm.hidden_size:
+            raise ArtifactError(f"{source}: {tensor.name} with {data.numel()} values does not fit this model "
+                                f"(layers 1..{lm.num_layers}, hidden size {lm.hidden_size})")
+        table[layer] = data
+        layers.append(layer)
+    if not layers:
+        raise ArtifactError(f"{source} holds no direction.N tensors: not a control vector")
+    return PersonaVector({"response_avg": table}, sorted(layers), fingerprint=lm.fingerprint,
+                         extra={"imported_from": source.name})
+
+
+_TERM = re.compile(r"^(?:(?P<coef>[0-9]*\.?[0-9]+(?:e-?[0-9]+)?)\s*\*\s*)?(?P<path>[^\s*]+)$")
+
+
+def parse_expression(expression: str) -> list[tuple[float, str]]:
+    """``"2*a - 0.5*b + c"`` → ``[(2, a), (-0.5, b), (1, c)]``; terms are separated by spaced + or −."""
+    pieces = re.split(r"\s+([+-])\s+", " " + expression.strip())
+    terms: list[tuple[float, str]] = []
+    sign = 1.0
+    first = pieces[0].strip()
+    if first.startswith("-"):
+        sign, first = -1.0, first[1:].strip()
+    items = [(sign, first)] + [(1.0 if op == "+" else -1.0, term.strip()) for op, term in
+                               zip(pieces[1::2], pieces[2::2], strict=True)]
+    for sign, term in items:
+        match = _TERM.match(term)
+        if not match:
+            raise ConfigError(f"cannot parse term '{term}' in '{expression}'; "
+                              "write e.g. '2*a.safetensors - b.safetensors'")
+        terms.append((sign * float(match.group("coef") or 1.0), match.group("path")))
+    return terms
+
+
+def combine(expression: str) -> PersonaVector:
+    """Σ cᵢ·vᵢ over persona-vector artifacts (all layers and variants), steering at the first term's layers."""
+    terms = parse_expression(expression)
+    vectors = []
+    for _, path in terms:
+        loaded = load_intervention(path)
+        if not isinstance(loaded, PersonaVector):
+            raise ConfigError(f"{path} is a {loaded.mechanism} artifact; arithmetic needs persona vectors")
+        vectors.append(loaded)
+    first = vectors[0]
+    for other, (_, path) in zip(vectors[1:], terms[1:], strict=True):
+        if first.fingerprint and other.fingerprint and first.fingerprint.mismatches(other.fingerprint):
+            raise ArtifactError(f"{path} was made for another model than {terms[0][1]}")
+    shared = set.intersection(*(set(v.directions) for v in vectors))
+    directions = {variant: sum(c * v.directions[variant] for (c, _), v in zip(terms, vectors, strict=True))
+                  for variant in sorted(shared)}
+    return PersonaVector(directions, sorted(first.vectors), first.variant if first.variant in directions
+                         else sorted(directions)[0], first.mode, first.positions, first.cap,
+                         trait=first.trait, fingerprint=first.fingerprint, extra={"expression": expression})

@@ -1,0 +1,237 @@
+"""Persona vectors (Chen et al. 2025, "Persona Vectors", arXiv 2507.21509).
+
+Extraction: answer the spec's extraction questions under each positive and negative system prompt, judge the
+answers, keep the pairs where the positive answer shows the trait (score ≥ τ), the negative one does not
+(< τ) and both are coherent, then average activations per layer over each kept answer and take
+
+    v_ℓ = mean_i ā_ℓ(x_i^+, y_i^+) − mean_i ā_ℓ(x_i^−, y_i^−)      for every layer ℓ = 0..L,
+
+where ā is the mean over response tokens (``response_avg``; also ``prompt_avg`` over prompt tokens and
+``prompt_last`` at the last prompt token). Activations come from batched teacher-forced forwards with hooks.
+
+The default steering layer is the one whose projections best separate positive from negative answers
+(Cohen's d of a·v̂_ℓ); ``traitlab.methods.sweep`` refines it by steering held-out questions.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol
+
+import torch
+
+from traitlab.errors import ConfigError
+from traitlab.interventions import Intervention, kwargs_from_meta, register
+from traitlab.methods.steering import Mode, ResidualSteering
+from traitlab.model import Generation, LoadedModel, capture_residual, teacher_forced
+from traitlab.progress import track
+from traitlab.traits import TraitSpec
+
+VARIANTS = ("response_avg", "prompt_avg", "prompt_last")
+_VARIANT_POSITIONS = {"response_avg": "response", "prompt_avg": "prompt", "prompt_last": "last_prompt"}
+
+
+class Judge(Protocol):
+    """Anything with ``score(question, answer, rubric) -> float | None`` (the evaluation harness's judges)."""
+
+    def score(self, question: str, answer: str, rubric: str) -> float | None: ...
+
+
+def judge_all(judge: Judge, questions: Sequence[str], answers: Sequence[str],
+              rubrics: Sequence[str]) -> list[float | None]:
+    """Score many answers, through the judge's batched ``score_many`` when it has one."""
+    many = getattr(judge, "score_many", None)
+    if many is not None:
+        return list(many(list(questions), list(answers), list(rubrics)))
+    return [judge.score(q, a, r) for q, a, r in zip(questions, answers, rubrics, strict=True)]
+
+
+@dataclasses.dataclass(frozen=True)
+class ExtractionSettings:
+    """Rollout, filter and batching settings of an extraction (persona_vectors' defaults where they have one)."""
+
+    n_per_question: int = 1
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 128
+    seed: int = 0
+    trait_threshold: float = 50.0
+    coherence_threshold: float = 50.0
+    min_pairs: int = 5
+    batch_size: int = 32
+
+    def __post_init__(self) -> None:
+        if self.n_per_question < 1:
+            raise ConfigError("n_per_question must be ≥ 1")
+        if self.min_pairs < 1:
+            raise ConfigError("min_pairs must be ≥ 1")
+
+
+@dataclasses.dataclass
+class Rollouts:
+    """Answers under the positive and negative prompts, row-aligned, with their judge scores."""
+
+    questions: list[str]
+    pos_systems: list[str]
+    neg_systems: list[str]
+    pos: Generation
+    neg: Generation
+    pos_scores: list[float | None]
+    neg_scores: list[float | None]
+    pos_coherence: list[float | None] | None = None
+    neg_coherence: list[float | None] | None = None
+
+    def kept(self, settings: ExtractionSettings) -> list[int]:
+        """Rows where pos ≥ τ, neg < τ, both answers non-empty and (when judged) both coherent ≥ τ_c."""
+        keep = []
+        for i, (p, n) in enumerate(zip(self.pos_scores, self.neg_scores, strict=True)):
+            if p is None or n is None or p < settings.trait_threshold or n >= settings.trait_threshold:
+                continue
+            if not self.pos.response_ids[i] or not self.neg.response_ids[i]:
+                continue
+            if self.pos_coherence is not None and self.neg_coherence is not None:
+                pc, nc = self.pos_coherence[i], self.neg_coherence[i]
+                if pc is None or nc is None or min(pc, nc) < settings.coherence_threshold:
+                    continue
+            keep.append(i)
+        return keep
+
+
+def rollouts(lm: LoadedModel, spec: TraitSpec, judge: Judge, settings: ExtractionSettings,
+             coherence_judge: Judge | None = None, questions: Sequence[str] | None = None) -> Rollouts:
+    """Generate contrastive answers (every instruction pair × question × n) and judge them."""
+    qs = list(questions if questions is not None else spec.questions)
+    rows = [(pair, q) for pair in spec.instruction for q in qs for _ in range(settings.n_per_question)]
+    questions_rows = [q for _, q in rows]
+    pos_systems, neg_systems = [p.pos for p, _ in rows], [p.neg for p, _ in rows]
+    options = dict(max_new_tokens=settings.max_new_tokens, temperature=settings.temperature,
+                   top_p=settings.top_p, batch_size=settings.batch_size)
+    pos = lm.generate_chat(questions_rows, pos_systems, seed=settings.seed, **options)
+    neg = lm.generate_chat(questions_rows, neg_systems, seed=settings.seed + 1, **options)
+    rubric = [spec.rubric(q, a) for q, a in zip(questions_rows, pos.texts, strict=True)]
+    pos_scores = judge_all(judge, questions_rows, pos.texts, rubric)
+    rubric = [spec.rubric(q, a) for q, a in zip(questions_rows, neg.texts, strict=True)]
+    neg_scores = judge_all(judge, questions_rows, neg.texts, rubric)
+    result = Rollouts(questions_rows, pos_systems, neg_systems, pos, neg, pos_scores, neg_scores)
+    if coherence_judge is not None:
+        result.pos_coherence = judge_all(coherence_judge, questions_rows, pos.texts, [""] * len(rows))
+        result.neg_coherence = judge_all(coherence_judge, questions_rows, neg.texts, [""] * len(rows))
+    return result
+
+
+def _chunks(rows: Sequence[int], size: int) -> Iterator[list[int]]:
+    for start in range(0, len(rows), size):
+        yield list(rows[start:start + size])
+
+
+def row_activations(lm: LoadedModel, generation: Generation, rows: Sequence[int],
+                    batch_size: int = 32) -> dict[str, torch.Tensor]:
+    """Per-row mean activations ``[len(rows), L+1, d]`` for each variant, from batched teacher-forced passes."""
+    layers = list(range(lm.num_layers + 1))
+    parts: dict[str, list[torch.Tensor]] = {variant: [] for variant in VARIANTS}
+    chunks = list(_chunks(rows, batch_size))
+    for chunk in track(chunks, "capturing activations", total=len(chunks), enabled=len(chunks) > 1):
+        input_ids, attention_mask, roles = (t.to(lm.device) for t in generation.batch(chunk))
+        with capture_residual(lm, layers, "response") as response, capture_residual(lm, layers, "prompt") as \
+                prompt, capture_residual(lm, layers, "last_prompt") as last:
+            teacher_forced(lm, input_ids, attention_mask, roles)
+        for variant, capture in zip(VARIANTS, (response, prompt, last), strict=True):
+            parts[variant].append(capture.means().cpu())
+    return {variant: torch.cat(chunks_, dim=0) for variant, chunks_ in parts.items()}
+
+
+def separation(pos: torch.Tensor, neg: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
+    """Cohen's d of the projections on v̂_ℓ per layer: (mean⁺ − mean⁻) / sqrt((var⁺ + var⁻) / 2)."""
+    unit = vectors / vectors.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+    p, n = (pos * unit).sum(-1), (neg * unit).sum(-1)
+    pooled = ((p.var(0, unbiased=False) + n.var(0, unbiased=False)) / 2).sqrt().clamp(min=1e-12)
+    return (p.mean(0) - n.mean(0)) / pooled
+
+
+def extract(lm: LoadedModel, spec: TraitSpec, judge: Judge, settings: ExtractionSettings | None = None,
+            coherence_judge: Judge | None = None) -> PersonaVector:
+    """Run the whole extraction and return a ``PersonaVector`` steering at the best-separating layer."""
+    settings = settings or ExtractionSettings()
+    data = rollouts(lm, spec, judge, settings, coherence_judge)
+    keep = data.kept(settings)
+    total = len(data.questions)
+    if len(keep) < settings.min_pairs:
+        raise ConfigError(
+            f"only {len(keep)} of {total} answer pairs for '{spec.name}' passed the filter (positive ≥ "
+            f"{settings.trait_threshold:g}, negative < {settings.trait_threshold:g}"
+            + (f", coherence ≥ {settings.coherence_threshold:g}" if coherence_judge else "")
+            + f"); need {settings.min_pairs}: sample more answers, relax the thresholds, or check the judge")
+    pos = row_activations(lm, data.pos, keep, settings.batch_size)
+    neg = row_activations(lm, data.neg, keep, settings.batch_size)
+    directions = {variant: pos[variant].mean(0) - neg[variant].mean(0) for variant in VARIANTS}
+    d_per_layer = separation(pos["response_avg"], neg["response_avg"], directions["response_avg"])
+    inner = d_per_layer[1:lm.num_layers]  # skip the embeddings and the last block's raw output
+    layer = int(inner.argmax()) + 1 if len(inner) else lm.num_layers
+    stats = {
+        "pairs_total": total, "pairs_kept": len(keep),
+        "pos_mean_score": _mean([data.pos_scores[i] for i in keep]),
+        "neg_mean_score": _mean([data.neg_scores[i] for i in keep]),
+        "separation_per_layer": [round(float(x), 4) for x in d_per_layer],
+    }
+    hyper = {**dataclasses.asdict(settings), "coherence_judged": coherence_judge is not None}
+    return PersonaVector(directions, layers=[layer], trait=spec.trait_name, pole=spec.pole,
+                         hyperparameters=hyper, fingerprint=lm.fingerprint, extra={"spec": spec.name, **stats})
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return round(sum(present) / len(present), 3) if present else None
+
+
+@register
+class PersonaVector(ResidualSteering):
+    """Per-layer persona directions (all layers, three variants) steering at ``layers``.
+
+    Scale = steering coefficient α: h_ℓ ← h_ℓ + α·v_ℓ (negative α inhibits); ``mode='ablate'`` projects v̂
+    out, ``mode='cap'`` clamps the projection. ``at(...)`` picks other layers, variant, mode or positions.
+    """
+
+    mechanism = "persona_vectors"
+
+    def __init__(self, directions: dict[str, torch.Tensor], layers: Sequence[int], variant: str = "response_avg",
+                 mode: Mode = "add", positions: str = "response",
+                 cap: tuple[float | None, float | None] = (None, None), **kwargs: Any) -> None:
+        if variant not in directions:
+            raise ConfigError(f"unknown persona-vector variant '{variant}'; have {', '.join(directions)}")
+        table = directions[variant]
+        bad = [layer for layer in layers if not 0 <= layer < table.shape[0]]
+        if bad or not layers:
+            raise ConfigError(f"steering layers {list(layers)} out of range 0..{table.shape[0] - 1}")
+        self.directions = {name: t.float() for name, t in directions.items()}
+        self.variant = variant
+        super().__init__({layer: table[layer] for layer in layers}, mode, positions, cap, **kwargs)
+
+    @property
+    def num_layers(self) -> int:
+        return self.directions[self.variant].shape[0] - 1
+
+    def direction(self, layer: int, variant: str | None = None) -> torch.Tensor:
+        return self.directions[variant or self.variant][layer]
+
+    def at(self, layers: Sequence[int] | int | None = None, variant: str | None = None, mode: Mode | None = None,
+           positions: str | None = None, cap: tuple[float | None, float | None] | None = None) -> PersonaVector:
+        """A copy steering at other layers / with another variant, mode, positions or cap range."""
+        chosen = [layers] if isinstance(layers, int) else list(layers or self.vectors)
+        twin = copy.copy(self)
+        PersonaVector.__init__(twin, self.directions, chosen, variant or self.variant, mode or self.mode,
+                               positions or self.positions, cap or self.cap, **self.common_kwargs())
+        return twin
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return dict(self.directions)
+
+    def params(self) -> dict[str, Any]:
+        return {**super().params(), "variant": self.variant}
+
+    @classmethod
+    def from_artifact(cls, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> Intervention:
+        p = meta["params"]
+        return cls(tensors, p["layers"], p["variant"], p["mode"], p["positions"], tuple(p["cap"]),
+                   **kwargs_from_meta(meta))
