@@ -25,10 +25,10 @@ class SplitJudge:
     def __init__(self, pos: float = 80.0, neg: float = 20.0) -> None:
         self.values, self.calls = [pos, neg], 0
 
-    def score_many(self, questions, answers, rubrics):
+    def score_many(self, triples):
         value = self.values[self.calls % 2]
         self.calls += 1
-        return [value] * len(questions)
+        return [value] * len(triples)
 
 
 def _reference_means(lm, generation, rows):
@@ -118,9 +118,9 @@ def test_sweep_per_row_coefficients_equal_separate_runs(llama):
     seen: list[list[str]] = []
 
     class Recorder:
-        def score_many(self, questions, answers, rubrics):
-            seen.append(list(answers))
-            return [0.0] * len(answers)
+        def score_many(self, triples):
+            seen.append([answer for _, answer, _ in triples])
+            return [0.0] * len(triples)
 
     sweep(llama, vector, SPEC, Recorder(), layers=[2], coefs=[6.0], max_new_tokens=5)
     batched = seen[0]

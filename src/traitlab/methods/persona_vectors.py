@@ -41,11 +41,12 @@ class Judge(Protocol):
 
 def judge_all(judge: Judge, questions: Sequence[str], answers: Sequence[str],
               rubrics: Sequence[str]) -> list[float | None]:
-    """Score many answers, through the judge's batched ``score_many`` when it has one."""
+    """Score many answers, through the judge's batched ``score_many(triples)`` when it has one."""
+    triples = list(zip(questions, answers, rubrics, strict=True))
     many = getattr(judge, "score_many", None)
     if many is not None:
-        return list(many(list(questions), list(answers), list(rubrics)))
-    return [judge.score(q, a, r) for q, a, r in zip(questions, answers, rubrics, strict=True)]
+        return list(many(triples))
+    return [judge.score(q, a, r) for q, a, r in triples]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,198 @@
+"""``traitlab vectors``: extract, sweep, show, combine and convert persona vectors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from traitlab.cli.common import MODEL, console, key_value_table
+from traitlab.cli.judging import JUDGE, JUDGE_CACHE, JUDGE_MODEL, JUDGE_URL, check_judge_options, make_judges
+from traitlab.errors import ConfigError
+from traitlab.interventions import load_intervention
+from traitlab.methods.persona_vectors import ExtractionSettings, PersonaVector
+from traitlab.model import load_model
+from traitlab.traits import load_trait
+
+app = typer.Typer(help="Persona vectors (Chen et al. 2025): extract, sweep, show, combine, convert.",
+                  no_args_is_help=True)
+
+
+def parse_numbers(text: str | None, kind: type = float) -> list:
+    """``"1,2,4"`` → ``[1, 2, 4]``; ``"2-5"`` (integers only) → ``[2, 3, 4, 5]``."""
+    if not text:
+        return []
+    try:
+        if kind is int and "-" in text and "," not in text:
+            low, high = (int(x) for x in text.split("-"))
+            return list(range(low, high + 1))
+        return [kind(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"cannot read '{text}' as a comma-separated list of numbers") from None
+
+
+def _check_out(out: Path) -> None:
+    if not out.parent.is_dir():
+        raise ConfigError(f"cannot write {out}: folder {out.parent} does not exist")
+
+
+def _load_vector(path: Path) -> PersonaVector:
+    vector = load_intervention(path)
+    if not isinstance(vector, PersonaVector):
+        raise ConfigError(f"{path} is a {vector.mechanism} artifact, not a persona vector")
+    return vector
+
+
+def _sweep_and_print(lm, vector, spec, judge, coherence, layers, coefs, threshold, max_new_tokens):
+    from traitlab.methods.persona_sweep import apply_sweep, sweep
+
+    result = sweep(lm, vector, spec, judge, layers or list(range(1, lm.num_layers)), coefs, coherence, threshold,
+                   max_new_tokens=max_new_tokens)
+    table = Table(title=f"sweep: trait score (coherence) on held-out questions; unsteered {result.baseline_trait}")
+    table.add_column("layer")
+    for coef in sorted({c.coef for c in result.cells}):
+        table.add_column(f"α={coef:g}")
+    for layer in sorted({c.layer for c in result.cells}):
+        row = [str(layer)]
+        for coef in sorted({c.coef for c in result.cells}):
+            cell = next(c for c in result.cells if c.layer == layer and c.coef == coef)
+            mark = "*" if cell == result.best else ""
+            row.append(f"{mark}{cell.trait:.0f}" + (f" ({cell.coherence:.0f})" if cell.coherence is not None else ""))
+        table.add_row(*row)
+    console.print(table)
+    return apply_sweep(vector, result)
+
+
+@app.command()
+def extract(
+    trait: str = typer.Option(..., "--trait", "-t", help="Built-in trait name or a spec JSON file."),
+    out: Path = typer.Option(..., "--out", "-o", help="Artifact to write (.safetensors)."),
+    model: str = MODEL,
+    judge: str = JUDGE, judge_url: str | None = JUDGE_URL, judge_model: str | None = JUDGE_MODEL,
+    judge_cache: str | None = JUDGE_CACHE,
+    n_per_question: int = typer.Option(1, "--n-per-question", help="Answers per question and prompt pair."),
+    temperature: float = typer.Option(1.0, "--temperature"),
+    max_new_tokens: int = typer.Option(96, "--max-new-tokens"),
+    seed: int = typer.Option(0, "--seed"),
+    trait_threshold: float = typer.Option(50.0, "--trait-threshold"),
+    coherence_threshold: float = typer.Option(50.0, "--coherence-threshold"),
+    no_coherence: bool = typer.Option(False, "--no-coherence", help="Do not filter pairs on coherence."),
+    min_pairs: int = typer.Option(5, "--min-pairs"),
+    do_sweep: bool = typer.Option(False, "--sweep", help="Also choose layer and coefficient by steering."),
+    layers: str | None = typer.Option(None, "--layers", help="Sweep layers, e.g. 2-5 or 2,4 (default all)."),
+    coefs: str = typer.Option("1,2,4", "--coefs", help="Sweep coefficients."),
+) -> None:
+    """Extract a persona vector for a trait: contrastive answers, judge filter, mean activation difference."""
+    spec = load_trait(trait)
+    kind = check_judge_options(judge, judge_url, judge_model, model)
+    settings = ExtractionSettings(n_per_question, temperature, 1.0, max_new_tokens, seed, trait_threshold,
+                                  coherence_threshold, min_pairs)
+    layer_list, coef_list = parse_numbers(layers, int), parse_numbers(coefs)
+    _check_out(out)
+    lm = load_model(model)
+    trait_judge, coherence_judge = make_judges(kind, spec, lm, judge_url, judge_model, judge_cache)
+    from traitlab.methods.persona_vectors import extract as run_extraction
+
+    vector = run_extraction(lm, spec, trait_judge, settings, None if no_coherence else coherence_judge)
+    console.print(f"{vector.extra['pairs_kept']} of {vector.extra['pairs_total']} pairs kept; mean scores "
+                  f"pos {vector.extra['pos_mean_score']} / neg {vector.extra['neg_mean_score']}; "
+                  f"best-separating layer {next(iter(vector.vectors))}")
+    if do_sweep:
+        vector = _sweep_and_print(lm, vector, spec, trait_judge, None if no_coherence else coherence_judge,
+                                  layer_list, coef_list, coherence_threshold, max_new_tokens)
+    vector.save(out)
+    console.print(f"wrote {out} (layer {list(vector.vectors)}, scale {vector.scale:g})")
+
+
+@app.command("sweep")
+def sweep_command(
+    vector_path: Path = typer.Argument(..., help="Persona-vector artifact."),
+    trait: str = typer.Option(..., "--trait", "-t"),
+    out: Path = typer.Option(..., "--out", "-o"),
+    model: str = MODEL,
+    judge: str = JUDGE, judge_url: str | None = JUDGE_URL, judge_model: str | None = JUDGE_MODEL,
+    judge_cache: str | None = JUDGE_CACHE,
+    layers: str | None = typer.Option(None, "--layers"),
+    coefs: str = typer.Option("1,2,4", "--coefs"),
+    coherence_threshold: float = typer.Option(50.0, "--coherence-threshold"),
+    max_new_tokens: int = typer.Option(64, "--max-new-tokens"),
+) -> None:
+    """Steer held-out questions over layers × coefficients and keep the best coherent cell."""
+    spec = load_trait(trait)
+    kind = check_judge_options(judge, judge_url, judge_model, model)
+    layer_list, coef_list = parse_numbers(layers, int), parse_numbers(coefs)
+    _check_out(out)
+    vector = _load_vector(vector_path)
+    lm = load_model(model)
+    vector.check_model(lm)
+    trait_judge, coherence_judge = make_judges(kind, spec, lm, judge_url, judge_model, judge_cache)
+    chosen = _sweep_and_print(lm, vector, spec, trait_judge, coherence_judge, layer_list, coef_list,
+                              coherence_threshold, max_new_tokens)
+    chosen.save(out)
+    console.print(f"wrote {out} (layer {list(chosen.vectors)}, scale {chosen.scale:g})")
+
+
+@app.command()
+def show(path: Path = typer.Argument(..., help="Persona-vector artifact.")) -> None:
+    """Metadata, per-layer norms and separation, and the sweep table of a persona vector."""
+    vector = _load_vector(path)
+    extra = {k: v for k, v in vector.extra.items() if k not in ("sweep", "separation_per_layer")}
+    console.print(key_value_table({"trait": vector.trait, "pole": vector.pole, "layers": list(vector.vectors),
+                                   "scale": vector.scale, "mode": vector.mode, "positions": vector.positions,
+                                   "variant": vector.variant, **extra,
+                                   "model": vector.fingerprint.model_type if vector.fingerprint else None},
+                                  title=str(path)))
+    table = Table(title="per layer")
+    for column in ("layer", "‖v‖", "separation (Cohen's d)"):
+        table.add_column(column)
+    separation = vector.extra.get("separation_per_layer") or []
+    for layer, row in enumerate(vector.directions[vector.variant]):
+        d = f"{separation[layer]:.2f}" if layer < len(separation) else "-"
+        table.add_row(str(layer), f"{float(row.norm()):.3f}", d)
+    console.print(table)
+
+
+@app.command()
+def combine(expression: str = typer.Argument(..., help="e.g. '2*a.safetensors - 0.5*b.safetensors'"),
+            out: Path = typer.Option(..., "--out", "-o")) -> None:
+    """repeng-style arithmetic on persona vectors."""
+    from traitlab.methods.persona_interop import combine as run_combine
+
+    _check_out(out)
+    run_combine(expression).save(out)
+    console.print(f"wrote {out}")
+
+
+@app.command("import-pt")
+def import_pt(path: Path = typer.Argument(..., help="persona_vectors [L+1, d] .pt file."),
+              out: Path = typer.Option(..., "--out", "-o"), model: str = MODEL,
+              layer: int | None = typer.Option(None, "--layer"),
+              variant: str = typer.Option("response_avg", "--variant")) -> None:
+    """Import a persona_vectors tensor for a model."""
+    from traitlab.methods.persona_interop import import_pt as run_import
+
+    _check_out(out)
+    run_import(path, load_model(model), layer, variant).save(out)
+    console.print(f"wrote {out}")
+
+
+@app.command("export-gguf")
+def export_gguf(path: Path = typer.Argument(...), out: Path = typer.Option(..., "--out", "-o"),
+                model_hint: str = typer.Option("llama", "--model-hint", help="llama.cpp architecture name.")) -> None:
+    """Write a llama.cpp / repeng control vector (scale folded in)."""
+    from traitlab.methods.persona_interop import export_gguf as run_export
+
+    run_export(_load_vector(path), out, model_hint)
+    console.print(f"wrote {out}")
+
+
+@app.command("import-gguf")
+def import_gguf(path: Path = typer.Argument(...), out: Path = typer.Option(..., "--out", "-o"),
+                model: str = MODEL) -> None:
+    """Read a llama.cpp / repeng control vector as a persona-vector artifact."""
+    from traitlab.methods.persona_interop import import_gguf as run_import
+
+    _check_out(out)
+    run_import(path, load_model(model)).save(out)
+    console.print(f"wrote {out}")
