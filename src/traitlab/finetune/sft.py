@@ -85,7 +85,9 @@ def finetune(lm: LoadedModel, conversations: Sequence[Conversation], settings: F
         trainee = get_peft_model(model, config)
     else:
         trainee = model
-    student = LoadedModel(model, lm.tokenizer, lm.family, spec=f"{lm.spec}+sft")
+    student = LoadedModel(model, lm.tokenizer, lm.family, spec=f"{lm.spec}+sft")  # freezes all parameters
+    for name, parameter in trainee.named_parameters():
+        parameter.requires_grad_(settings.method == "full" or "lora_" in name)
     pairs = tokenize_chats(lm, conversations, settings.max_length)
     batches = _batches(pairs, settings)
     parameters = [p for p in trainee.parameters() if p.requires_grad]

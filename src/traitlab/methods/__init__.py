@@ -1,8 +1,11 @@
 """One module per mechanism; importing this package registers every mechanism for ``load_intervention``."""
 
+from traitlab.methods.merging import PersonalityVector
+from traitlab.methods.neurons import NeuronInduction
 from traitlab.methods.persona_vectors import PersonaVector
 from traitlab.methods.prompting import PromptIntervention
 from traitlab.methods.steering import ResidualSteering
 from traitlab.methods.weights import WeightDelta, WeightEdit
 
-__all__ = ["PersonaVector", "PromptIntervention", "ResidualSteering", "WeightDelta", "WeightEdit"]
+__all__ = ["NeuronInduction", "PersonaVector", "PersonalityVector", "PromptIntervention", "ResidualSteering",
+           "WeightDelta", "WeightEdit"]

@@ -46,14 +46,25 @@ def _sample_bytes(tensor: torch.Tensor) -> bytes:
     return sample.view(torch.int16).numpy().tobytes()
 
 
+def fingerprint_from_tensors(model_type: str, hidden_size: int, num_layers: int,
+                             tensors: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> Fingerprint:
+    """Fingerprint from the embeddings and the first and last blocks' down-projection weights."""
+    digest = hashlib.sha256()
+    for tensor in tensors:
+        digest.update(_sample_bytes(tensor))
+    return Fingerprint(model_type=model_type, hidden_size=int(hidden_size), num_layers=num_layers,
+                       vocab_size=int(tensors[0].shape[0]), weights_hash=digest.hexdigest()[:16])
+
+
+def fingerprint_names(family: Family, num_layers: int) -> tuple[str, str, str]:
+    """State-dict names of the tensors the fingerprint hashes."""
+    return (f"{family.embed}.weight", f"{family.layers}.0.{family.down}.weight",
+            f"{family.layers}.{num_layers - 1}.{family.down}.weight")
+
+
 def compute_fingerprint(model: nn.Module, family: Family) -> Fingerprint:
     config = model.config.get_text_config()
     blocks = get_path(model, family.layers)
-    digest = hashlib.sha256()
-    for module in (get_path(model, family.embed), get_path(blocks[0], family.down),
-                   get_path(blocks[-1], family.down)):
-        digest.update(_sample_bytes(module.weight))
-    return Fingerprint(
-        model_type=config.model_type, hidden_size=int(config.hidden_size), num_layers=len(blocks),
-        vocab_size=int(get_path(model, family.embed).weight.shape[0]), weights_hash=digest.hexdigest()[:16],
-    )
+    tensors = (get_path(model, family.embed).weight, get_path(blocks[0], family.down).weight,
+               get_path(blocks[-1], family.down).weight)
+    return fingerprint_from_tensors(config.model_type, config.hidden_size, len(blocks), tensors)

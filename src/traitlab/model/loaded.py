@@ -31,7 +31,7 @@ class LoadedModel:
 
     def __init__(self, model: nn.Module, tokenizer: Any, family: Family | Mapping[str, Any] | None = None,
                  spec: str = "<in-memory>") -> None:
-        self.model = model.eval()
+        self.model = model.eval().requires_grad_(False)
         self.tokenizer = tokenizer
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token

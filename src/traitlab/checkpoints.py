@@ -1,0 +1,159 @@
+"""Tensor-at-a-time access to HF safetensors checkpoints, for out-of-core weight arithmetic.
+
+``CheckpointReader`` opens a model folder (``model.safetensors`` or a sharded ``*.index.json``) and hands out one
+tensor at a time. ``StreamingWriter`` writes a safetensors file tensor by tensor: the header (names, dtypes,
+shapes, offsets) is known up front, so memory never holds more than the tensor being written — the
+``safetensors`` library itself only saves whole dicts. ``ShardedWriter`` writes an HF sharded checkpoint.
+Writes are atomic (temporary file + rename).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import struct
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from traitlab.errors import ConfigError
+
+DTYPE_CODES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64",
+               torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
+               torch.bool: "BOOL"}
+CODE_DTYPES = {code: dtype for dtype, code in DTYPE_CODES.items()}
+
+
+class CheckpointReader:
+    """Lazy reader of the safetensors weights of a model folder."""
+
+    def __init__(self, folder: str | os.PathLike[str]) -> None:
+        self.folder = Path(folder)
+        index = self.folder / "model.safetensors.index.json"
+        single = self.folder / "model.safetensors"
+        if index.is_file():
+            weight_map = json.loads(index.read_text())["weight_map"]
+            self.files = {name: self.folder / shard for name, shard in weight_map.items()}
+        elif single.is_file():
+            self.files = {}
+            with self._open(single) as handle:
+                self.files = dict.fromkeys(handle.keys(), single)
+        else:
+            raise ConfigError(f"{self.folder} has no model.safetensors or model.safetensors.index.json")
+        self._handles: dict[Path, Any] = {}
+
+    @staticmethod
+    def _open(path: Path) -> Any:
+        try:
+            return safe_open(str(path), framework="pt")
+        except (SafetensorError, OSError) as exc:
+            raise ConfigError(f"cannot read {path}: {exc}") from None
+
+    def _handle(self, name: str) -> Any:
+        path = self.files[name]
+        if path not in self._handles:
+            self._handles[path] = self._open(path).__enter__()
+        return self._handles[path]
+
+    def keys(self) -> list[str]:
+        return list(self.files)
+
+    def shape(self, name: str) -> list[int]:
+        return list(self._handle(name).get_slice(name).get_shape())
+
+    def dtype(self, name: str) -> torch.dtype:
+        return CODE_DTYPES[self._handle(name).get_slice(name).get_dtype()]
+
+    def get(self, name: str) -> torch.Tensor:
+        return self._handle(name).get_tensor(name)
+
+    def __iter__(self) -> Iterator[tuple[str, torch.Tensor]]:
+        for name in self.keys():
+            yield name, self.get(name)
+
+
+class StreamingWriter:
+    """Write a safetensors file tensor by tensor, in the order of ``entries`` (name, dtype, shape)."""
+
+    def __init__(self, path: str | os.PathLike[str], entries: Sequence[tuple[str, torch.dtype, Sequence[int]]],
+                 metadata: dict[str, str] | None = None) -> None:
+        self.path = Path(path)
+        if not self.path.parent.is_dir():
+            raise ConfigError(f"cannot write {self.path}: folder {self.path.parent} does not exist")
+        header: dict[str, Any] = {"__metadata__": metadata} if metadata else {}
+        offset = 0
+        self.expected: list[tuple[str, torch.dtype, tuple[int, ...]]] = []
+        for name, dtype, shape in entries:
+            size = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
+            header[name] = {"dtype": DTYPE_CODES[dtype], "shape": list(shape), "data_offsets": [offset, offset + size]}
+            offset += size
+            self.expected.append((name, dtype, tuple(shape)))
+        raw = json.dumps(header, separators=(",", ":")).encode()
+        raw += b" " * (-len(raw) % 8)
+        self.temporary = self.path.with_name(f".{self.path.name}.tmp")
+        self.handle = self.temporary.open("wb")
+        self.handle.write(struct.pack("<Q", len(raw)) + raw)
+        self.position = 0
+
+    def write(self, name: str, tensor: torch.Tensor) -> None:
+        expected = self.expected[self.position]
+        if (name, tensor.dtype, tuple(tensor.shape)) != expected:
+            raise ValueError(f"expected {expected}, got {(name, tensor.dtype, tuple(tensor.shape))}")
+        self.handle.write(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        self.position += 1
+
+    def close(self) -> Path:
+        self.handle.close()
+        if self.position != len(self.expected):
+            self.temporary.unlink()
+            raise ValueError(f"wrote {self.position} of {len(self.expected)} tensors")
+        self.temporary.replace(self.path)
+        return self.path
+
+    def abort(self) -> None:
+        self.handle.close()
+        self.temporary.unlink(missing_ok=True)
+
+
+class ShardedWriter:
+    """An HF sharded checkpoint (``model-0000i-of-0000n.safetensors`` + index), one shard in memory at a time."""
+
+    def __init__(self, folder: str | os.PathLike[str], shard_bytes: int = 2 * 1024**3) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.shard_bytes = shard_bytes
+        self.current: dict[str, torch.Tensor] = {}
+        self.current_bytes = 0
+        self.shards: list[list[str]] = []
+
+    def add(self, name: str, tensor: torch.Tensor) -> None:
+        size = tensor.numel() * tensor.element_size()
+        if self.current and self.current_bytes + size > self.shard_bytes:
+            self._flush()
+        self.current[name] = tensor.contiguous()
+        self.current_bytes += size
+
+    def _flush(self) -> None:
+        index = len(self.shards)
+        save_file(self.current, self.folder / f".shard-{index}.tmp", metadata={"format": "pt"})
+        self.shards.append(list(self.current))
+        self.current, self.current_bytes = {}, 0
+
+    def close(self) -> list[Path]:
+        if self.current or not self.shards:
+            self._flush()
+        total = len(self.shards)
+        names = ["model.safetensors"] if total == 1 else [f"model-{i + 1:05d}-of-{total:05d}.safetensors"
+                                                          for i in range(total)]
+        for i, name in enumerate(names):
+            (self.folder / f".shard-{i}.tmp").replace(self.folder / name)
+        if total > 1:
+            weight_map = {tensor: names[i] for i, shard in enumerate(self.shards) for tensor in shard}
+            (self.folder / "model.safetensors.index.json").write_text(
+                json.dumps({"metadata": {}, "weight_map": weight_map}, indent=2))
+        return [self.folder / name for name in names]
