@@ -24,3 +24,13 @@ class LayerError(TraitlabError):
 
 class ArtifactError(TraitlabError):
     """An intervention artifact is missing, corrupt, or was made for another model."""
+
+
+def validation_message(exc: Exception) -> str:
+    """The first problem of a pydantic ``ValidationError`` as ``field.path: message`` (one line)."""
+    errors = getattr(exc, "errors", None)
+    if errors is None:
+        return str(exc).splitlines()[0]
+    first = errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "value"
+    return f"{where}: {first['msg']}"

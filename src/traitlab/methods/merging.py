@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from safetensors import safe_open
 
 from traitlab.checkpoints import CheckpointReader, ShardedWriter, StreamingWriter
-from traitlab.errors import ArtifactError, ConfigError
+from traitlab.errors import ArtifactError, ConfigError, validation_message
 from traitlab.interventions import FORMAT_VERSION, LAYER_CONVENTION, register
 from traitlab.methods.merge_math import Method, Rescale, merge_deltas
 from traitlab.methods.weights import WeightDelta
@@ -234,6 +234,7 @@ class MergeConfig(BaseModel):
     parameters: GlobalParameters = GlobalParameters()
     dtype: Literal["float32", "bfloat16", "float16"] | None = None
     seed: int = 0
+    transfer: bool = False  # traitlab: vectors made on another model of the same shapes
 
 
 def load_merge_config(path: str | Path) -> MergeConfig:
@@ -248,9 +249,7 @@ def load_merge_config(path: str | Path) -> MergeConfig:
     try:
         config = MergeConfig.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"invalid merge config {source}: {where}: {first['msg']}") from None
+        raise ConfigError(f"invalid merge config {source}: {validation_message(exc)}") from None
     check_sources(config, base_folder=source.parent)
     return config
 
@@ -284,24 +283,37 @@ def check_sources(config: MergeConfig, base_folder: Path = Path(".")) -> None:
 
 
 class _DeltaSource:
-    """Deltas of one merge entry, one tensor at a time (a vector artifact or a finetuned model folder)."""
+    """Deltas of one merge entry, one tensor at a time (a vector artifact or a finetuned model folder). A vector
+    must have been taken on the base model (same fingerprint) unless ``transfer``, where shapes are checked."""
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, base_fingerprint: Fingerprint, transfer: bool) -> None:
         path = Path(model)
+        self.name = model
         if path.is_dir():
             self.tuned: CheckpointReader | None = CheckpointReader(path)
             self.vector = None
-        else:
-            self.tuned = None
-            self.vector = safe_open(str(path), framework="pt").__enter__()
-            self.vector_keys = set(self.vector.keys())
+            return
+        self.tuned = None
+        meta = _vector_header(path) or {}
+        made_for = Fingerprint.from_dict(meta["fingerprint"]) if meta.get("fingerprint") else None
+        if made_for and not transfer and made_for.mismatches(base_fingerprint):
+            differences = "; ".join(made_for.mismatches(base_fingerprint))
+            raise ArtifactError(f"{model} was taken on another base model ({differences}); use transfer to "
+                                "apply it to a model of the same architecture")
+        self.vector = safe_open(str(path), framework="pt").__enter__()
+        self.vector_keys = set(self.vector.keys())
 
     def delta(self, name: str, base_tensor: torch.Tensor) -> torch.Tensor:
         if self.tuned is not None:
-            return self.tuned.get(name).float() - base_tensor.float()
-        if name in self.vector_keys:
-            return self.vector.get_tensor(name).float()
-        return torch.zeros(base_tensor.shape)
+            delta = self.tuned.get(name).float() - base_tensor.float()
+        elif name in self.vector_keys:
+            delta = self.vector.get_tensor(name).float()
+        else:
+            return torch.zeros(base_tensor.shape)
+        if delta.shape != base_tensor.shape:
+            raise ArtifactError(f"{self.name}: {name} is {tuple(delta.shape)}, the base model's is "
+                                f"{tuple(base_tensor.shape)}")
+        return delta
 
 
 def merge_to_checkpoint(config: MergeConfig, out: str | Path, shard_bytes: int = 2 * 1024**3) -> Path:
@@ -311,7 +323,8 @@ def merge_to_checkpoint(config: MergeConfig, out: str | Path, shard_bytes: int =
         raise ConfigError(f"output folder {target} is not empty")
     base_dir = Path(resolve_spec(config.base_model))
     base = CheckpointReader(base_dir)
-    sources = [_DeltaSource(entry.model) for entry in config.models]
+    base_fingerprint = checkpoint_fingerprint(base_dir, base)
+    sources = [_DeltaSource(entry.model, base_fingerprint, config.transfer) for entry in config.models]
     weights = [entry.parameters.weight for entry in config.models]
     densities = [entry.parameters.density for entry in config.models]
     out_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(

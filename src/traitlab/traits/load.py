@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from traitlab.errors import ConfigError
+from traitlab.errors import ConfigError, validation_message
 from traitlab.traits.spec import TraitSpec
 
 LIBRARY = Path(str(resources.files("traitlab.traits"))) / "library"
@@ -25,9 +25,7 @@ def _validated(data: Any, source: str) -> TraitSpec:
     try:
         return TraitSpec.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "spec"
-        raise ConfigError(f"invalid trait spec {source}: {where}: {first['msg']}") from None
+        raise ConfigError(f"invalid trait spec {source}: {validation_message(exc)}") from None
 
 
 def _read_json(path: Path) -> Any:

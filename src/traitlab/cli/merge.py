@@ -1,0 +1,145 @@
+"""``traitlab merge``: personality vectors (arXiv 2509.19727) — data, vector, apply, show."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import typer
+from rich.table import Table
+
+from traitlab.cli.common import MODEL, console, key_value_table
+from traitlab.errors import ConfigError, validation_message
+from traitlab.traits import BIG_FIVE, load_trait
+
+app = typer.Typer(help="Personality vectors: make training data, take φ = θ_tuned − θ_base, merge and apply.",
+                  no_args_is_help=True)
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def _spec_name(trait: str, pole: str | None) -> str:
+    return f"{trait}_{pole}" if trait in BIG_FIVE and pole else trait
+
+
+@app.command()
+def data(
+    trait: str = typer.Option(..., "--trait", "-t", help="Big Five trait or a spec name/file."),
+    pole: str = typer.Option("high", "--pole", help="high or low (Big Five traits)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Chat JSONL to write."),
+    model: str = MODEL,
+    big5chat: Path | None = typer.Option(None, "--from-big5chat", help="Big5-Chat CSV instead of self-distillation."),
+    keep_instruction: bool = typer.Option(False, "--keep-instruction", help="Keep Big5-Chat's persona instruction."),
+    limit: int | None = typer.Option(None, "--limit"),
+    n_per_question: int = typer.Option(8, "--n-per-question"),
+    temperature: float = typer.Option(1.0, "--temperature"),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Training data for a personality: self-distilled (default) or from a Big5-Chat CSV."""
+    from traitlab.methods.personality_data import load_big5chat, self_distill, write_chat_jsonl
+
+    if pole not in ("high", "low"):
+        raise ConfigError(f"--pole must be high or low, not '{pole}'")
+    if not out.parent.is_dir():
+        raise ConfigError(f"cannot write {out}: folder {out.parent} does not exist")
+    if big5chat is not None:
+        rows = load_big5chat(big5chat, trait, pole, keep_instruction, limit)
+    else:
+        from traitlab.model import load_model
+
+        spec = load_trait(_spec_name(trait, pole))
+        rows = self_distill(load_model(model), spec, n_per_question, temperature, seed=seed)[:limit]
+    write_chat_jsonl(rows, out)
+    console.print(f"wrote {len(rows)} conversations to {out}")
+
+
+@app.command()
+def vector(
+    base: str = typer.Option(..., "--base", "-b", help="Base model folder (or traitlab/persona-tiny)."),
+    tuned: Path = typer.Option(..., "--tuned", help="Finetuned model folder, or a LoRA adapter folder."),
+    out: Path = typer.Option(..., "--out", "-o"),
+    trait: str | None = typer.Option(None, "--trait"),
+    pole: str | None = typer.Option(None, "--pole"),
+    dtype: str = typer.Option("float32", "--dtype", help="Storage dtype of φ: float32, bfloat16, float16."),
+) -> None:
+    """φ = θ_tuned − θ_base, streamed tensor by tensor into one artifact."""
+    from traitlab.methods.merging import vector_from_checkpoints, vector_from_lora
+
+    if dtype not in DTYPES:
+        raise ConfigError(f"unknown dtype '{dtype}'; use {', '.join(DTYPES)}")
+    if not tuned.is_dir():
+        raise ConfigError(f"tuned model folder {tuned} not found")
+    make = vector_from_lora if (tuned / "adapter_config.json").is_file() else vector_from_checkpoints
+    path = make(base, tuned, out, trait, pole, DTYPES[dtype])
+    console.print(f"wrote {path}")
+
+
+@app.command()
+def apply(
+    config: Path | None = typer.Argument(None, help="mergekit-style YAML (merge_method, base_model, models)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the merged HF checkpoint."),
+    base: str | None = typer.Option(None, "--base", help="Without a YAML: the base model."),
+    vectors: list[str] = typer.Option([], "--vector", "-v", help="Without a YAML: VECTOR[:WEIGHT[:DENSITY]]."),
+    method: str = typer.Option("task_arithmetic", "--method"),
+    seed: int = typer.Option(0, "--seed"),
+    transfer: bool = typer.Option(False, "--transfer", help="Vectors from another model of the same "
+                                                             "architecture: check shapes, not fingerprints."),
+    shard_size: str = typer.Option("2GB", "--shard-size", help="Largest output shard, e.g. 500MB, 2GB."),
+) -> None:
+    """Merge personality vectors into a base model out of core and write a plain HF checkpoint."""
+    from traitlab.methods.merging import MergeConfig, check_sources, load_merge_config, merge_to_checkpoint
+
+    shard_bytes = _size(shard_size)
+    if config is not None:
+        merge = load_merge_config(config)
+    else:
+        if not base or not vectors:
+            raise ConfigError("give a merge YAML, or --base and at least one --vector")
+        entries = []
+        for spec in vectors:
+            path, *numbers = spec.split(":")
+            try:
+                weight, density = (float(x) for x in [*numbers, "1", "1"][:2])
+            except ValueError:
+                raise ConfigError(f"cannot read '{spec}' as VECTOR[:WEIGHT[:DENSITY]]") from None
+            entries.append({"model": path, "parameters": {"weight": weight, "density": density}})
+        try:
+            merge = MergeConfig.model_validate({"merge_method": method, "base_model": base, "models": entries,
+                                                "seed": seed, "transfer": transfer})
+        except ValueError as exc:
+            raise ConfigError(f"invalid merge: {validation_message(exc)}") from None
+        check_sources(merge)
+    merge_to_checkpoint(merge, out, shard_bytes)
+    console.print(f"wrote the merged checkpoint to {out}")
+
+
+def _size(text: str) -> int:
+    units = {"KB": 1024, "MB": 1024**2, "GB": 1024**3}
+    for unit, factor in units.items():
+        if text.upper().endswith(unit):
+            try:
+                return int(float(text[: -len(unit)]) * factor)
+            except ValueError:
+                break
+    raise ConfigError(f"cannot read shard size '{text}'; write e.g. 500MB or 2GB")
+
+
+@app.command()
+def show(path: Path = typer.Argument(...)) -> None:
+    """What a personality vector holds: trait, base model, per-tensor norms."""
+    from traitlab.methods.merging import load_vector
+
+    vector = load_vector(path)
+    console.print(key_value_table({"trait": vector.trait, "pole": vector.pole, "scale": vector.scale,
+                                   "tensors": len(vector.deltas),
+                                   "parameters": sum(t.numel() for t in vector.deltas.values()),
+                                   "base": vector.fingerprint.model_type if vector.fingerprint else None,
+                                   **{k: v for k, v in vector.extra.items() if isinstance(v, str | int | float)}},
+                                  title=str(path)))
+    table = Table(title="largest deltas")
+    for column in ("tensor", "shape", "‖φ‖", "max |φ|"):
+        table.add_column(column)
+    ranked = sorted(vector.deltas.items(), key=lambda item: -float(item[1].float().norm()))
+    for name, delta in ranked[:12]:
+        table.add_row(name, "×".join(map(str, delta.shape)), f"{float(delta.float().norm()):.4f}",
+                      f"{float(delta.abs().max()):.4f}")
+    console.print(table)

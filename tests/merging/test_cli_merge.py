@@ -1,0 +1,98 @@
+"""``traitlab merge`` end to end on tiny checkpoints: data, vector, apply (YAML and flags), show, errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import yaml
+
+from tests.core.test_cli import run_cli
+from tests.merging.test_merging import _perturbed
+from traitlab.methods.personality_data import load_big5chat, self_distill
+from traitlab.model import load_model
+from traitlab.model.tiny import tiny_model
+from traitlab.traits import TraitSpec
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mergecli")
+    base = tiny_model("llama")
+    for name, lm in (("base", base), ("tuned", _perturbed(base, 1)), ("other", tiny_model("llama", seed=5))):
+        lm.model.save_pretrained(root / name)
+        lm.tokenizer.save_pretrained(root / name)
+    with (root / "big5.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["original_index", "trait", "level", "train_instruction", "train_input", "train_output"])
+        for i, (trait, level) in enumerate([("extraversion", "high"), ("extraversion", "low"),
+                                            ("extraversion", "high"), ("openness", "high")]):
+            writer.writerow([i, trait, level, f"You are {trait} {level}.", f"question {i}", f"answer {i}"])
+    return root
+
+
+def test_big5chat_loader_filters_and_drops_the_instruction(folders):
+    rows = load_big5chat(folders / "big5.csv", "extraversion", "high")
+    assert rows == [[{"role": "user", "content": "question 0"}, {"role": "assistant", "content": "answer 0"}],
+                    [{"role": "user", "content": "question 2"}, {"role": "assistant", "content": "answer 2"}]]
+    kept = load_big5chat(folders / "big5.csv", "extraversion", "high", keep_instruction=True, limit=1)
+    assert kept[0][0] == {"role": "system", "content": "You are extraversion high."} and len(kept) == 1
+
+
+def test_self_distillation_drops_the_system_prompt():
+    lm = tiny_model("llama")
+    spec = TraitSpec(name="t", instruction=[{"pos": "Be loud.", "neg": "Be quiet."}], questions=["hi", "yo"],
+                     eval_prompt="{question}{answer}")
+    rows = self_distill(lm, spec, n_per_question=2, max_new_tokens=6)
+    assert len(rows) <= 4 and all([m["role"] for m in r] == ["user", "assistant"] for r in rows)
+    assert rows == self_distill(lm, spec, n_per_question=2, max_new_tokens=6)
+    assert rows != self_distill(lm, spec, n_per_question=2, max_new_tokens=6, seed=1)
+
+
+def test_merge_cli_round_trip(folders, monkeypatch, capsys):
+    code, _, err = run_cli(["merge", "data", "--trait", "extraversion", "--pole", "high", "--from-big5chat",
+                            str(folders / "big5.csv"), "-o", str(folders / "data.jsonl")], monkeypatch, capsys)
+    assert code == 0, err
+    assert len((folders / "data.jsonl").read_text().splitlines()) == 2
+    vector = folders / "phi.safetensors"
+    code, _, err = run_cli(["merge", "vector", "--base", str(folders / "base"), "--tuned", str(folders / "tuned"),
+                            "-o", str(vector), "--trait", "extraversion", "--pole", "high"], monkeypatch, capsys)
+    assert code == 0, err
+    code, printed, _ = run_cli(["merge", "show", str(vector)], monkeypatch, capsys)
+    assert code == 0 and "largest deltas" in printed
+    config = folders / "merge.yaml"
+    config.write_text(yaml.safe_dump({"merge_method": "task_arithmetic", "base_model": str(folders / "base"),
+                                      "models": [{"model": str(vector), "parameters": {"weight": 1.0}}]}))
+    code, _, err = run_cli(["merge", "apply", str(config), "-o", str(folders / "merged")], monkeypatch, capsys)
+    assert code == 0, err
+    merged, tuned = load_model(str(folders / "merged")), load_model(str(folders / "tuned"))
+    greedy = ["hello there", "what is new?"]
+    assert merged.generate_chat(greedy, max_new_tokens=8).texts == tuned.generate_chat(greedy, max_new_tokens=8).texts
+    code, _, err = run_cli(["merge", "apply", "--base", str(folders / "other"), "-v", f"{vector}:0.5",
+                            "-o", str(folders / "wrong")], monkeypatch, capsys)
+    assert code == 2 and "taken on another base model" in err
+    code, _, err = run_cli(["merge", "apply", "--base", str(folders / "other"), "-v", f"{vector}:0.5",
+                            "--transfer", "-o", str(folders / "moved"), "--shard-size", "100KB"], monkeypatch, capsys)
+    assert code == 0, err
+    assert json.loads((folders / "moved" / "model.safetensors.index.json").read_text())["weight_map"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["merge", "vector", "--base", "{d}/base", "--tuned", "{d}/nope", "-o", "{d}/x.safetensors"], "not found"),
+    (["merge", "vector", "--base", "{d}/base", "--tuned", "{d}/tuned", "-o", "{d}/x.st", "--dtype", "int8"],
+     "unknown dtype"),
+    (["merge", "apply", "-o", "{d}/m2"], "give a merge YAML"),
+    (["merge", "apply", "--base", "{d}/base", "-v", "{d}/phi.safetensors:abc", "-o", "{d}/m3"], "WEIGHT"),
+    (["merge", "apply", "--base", "{d}/base", "-v", "{d}/big5.csv", "-o", "{d}/m4"], "not a personality-vector"),
+    (["merge", "apply", "--base", "{d}/base", "-v", "{d}/tuned", "--method", "slerp", "-o", "{d}/m5"],
+     "merge_method"),
+    (["merge", "apply", "--base", "{d}/base", "-v", "{d}/tuned", "-o", "{d}/m6", "--shard-size", "big"],
+     "shard size"),
+    (["merge", "data", "--trait", "extraversion", "--pole", "mid", "-o", "{d}/d.jsonl"], "--pole must be"),
+    (["merge", "data", "--trait", "agreeableness", "--from-big5chat", "{d}/big5.csv", "-o", "{d}/d.jsonl"],
+     "no rows"),
+])
+def test_merge_cli_errors(args, message, folders, monkeypatch, capsys):
+    code, _, err = run_cli([a.format(d=folders) for a in args], monkeypatch, capsys)
+    assert code == 2 and message in err and err.count("\n") == 1, err
