@@ -1,0 +1,118 @@
+"""Personality-vector acceptance figures on the organism (issue 8), in one run:
+
+1. for each of the 10 poles: self-distilled data (the organism's answers under the pole's persona prompts,
+   saved without them), a finetune, φ = θ_tuned − θ_base, then α ∈ {0, 0.25, …, 2.0}: the pole-oriented oracle
+   score on held-out questions (no system prompt) and the questionnaire score of the trait; Pearson r between
+   α and each (target r ≥ 0.9 for the oracle score, the questionnaire moving the same way);
+2. the five high-pole vectors composed (each at α, α ∈ {0, 0.1, 0.2, 0.3, 0.4}) with task arithmetic, TIES
+   and DARE + task arithmetic: per-trait Pearson r between α and the trait's oracle score, and each trait's
+   score at α = 0.4.
+
+Run: ``python -m benchmarks.merging_quality [--quick] [--out results.json]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from traitlab.evaluation.questionnaire import administer, load_inventory
+from traitlab.evaluation.scoring import pearson
+from traitlab.finetune import FinetuneSettings, finetune
+from traitlab.methods.merging import PersonalityVector, merge_vectors, vector_from_models
+from traitlab.methods.personality_data import self_distill
+from traitlab.model import ORGANISM, LoadedModel, load_model
+from traitlab.organism import OracleScorer
+from traitlab.organism.corpus import TRAITS, heldout_questions
+from traitlab.traits import load_trait
+
+ALPHAS = [0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0]
+
+
+def oracle(lm: LoadedModel, questions: list[str], trait: str) -> float:
+    scorer = OracleScorer()
+    return statistics.fmean(scorer.trait_score(t, trait) for t in lm.generate_chat(questions, max_new_tokens=80,
+                                                                                    progress=False).texts)
+
+
+def questionnaire(lm: LoadedModel, vector: PersonalityVector | None, trait: str, inventory: Any) -> float | None:
+    result = administer(lm, inventory, intervention=vector, scoring_mode="logprob", progress=False).to_dict()
+    return result["traits"][trait]["mean"]
+
+
+def single_vectors(lm: LoadedModel, questions: list[str], settings: FinetuneSettings, quick: bool,
+                   inventory: Any) -> tuple[dict[str, Any], dict[str, PersonalityVector]]:
+    rows, vectors = {}, {}
+    alphas = ALPHAS[::2] if quick else ALPHAS
+    for trait in TRAITS:
+        for pole in ("high", "low"):
+            start = time.perf_counter()
+            spec = load_trait(f"{trait}_{pole}")
+            data = self_distill(lm, spec, n_per_question=4 if quick else 8, max_new_tokens=80, seed=0)
+            vector = vector_from_models(lm, finetune(lm, data, settings, progress=False), trait, pole)
+            oracle_scores, survey = [], []
+            for alpha in alphas:
+                with vector.scaled(alpha).applied(lm):
+                    oracle_scores.append(round(oracle(lm, questions, trait), 2))
+                survey.append(questionnaire(lm, vector.scaled(alpha), trait, inventory))
+            sign = 1 if pole == "high" else -1
+            rows[f"{trait}_{pole}"] = {
+                "r_alpha_oracle": round(sign * pearson(alphas, oracle_scores), 3),
+                "r_alpha_questionnaire": round(sign * pearson(alphas, survey), 3) if None not in survey else None,
+                "oracle_scores": oracle_scores, "questionnaire": [round(s, 2) for s in survey],
+                "training_rows": len(data), "seconds": round(time.perf_counter() - start, 1),
+            }
+            vectors[f"{trait}_{pole}"] = vector
+            print(f"{trait}_{pole}: {rows[f'{trait}_{pole}']}", flush=True)
+    return rows, vectors
+
+
+def composition(lm: LoadedModel, vectors: dict[str, PersonalityVector], questions: list[str]) -> dict[str, Any]:
+    highs = [vectors[f"{trait}_high"] for trait in TRAITS]
+    alphas = [0.0, 0.1, 0.2, 0.3, 0.4]
+    out: dict[str, Any] = {}
+    for label, method, density in (("task_arithmetic", "task_arithmetic", 1.0), ("ties", "ties", 0.5),
+                                   ("dare+task_arithmetic", "dare_linear", 0.5)):
+        scores: dict[str, list[float]] = {trait: [] for trait in TRAITS}
+        for alpha in alphas:
+            merged = merge_vectors([(v, alpha, density) for v in highs], method, seed=0)  # type: ignore[arg-type]
+            with merged.applied(lm):
+                texts = lm.generate_chat(questions, max_new_tokens=80, progress=False).texts
+            scorer = OracleScorer()
+            for trait in TRAITS:
+                scores[trait].append(round(statistics.fmean(scorer.trait_score(t, trait) for t in texts), 2))
+        out[label] = {trait: {"r": round(pearson(alphas, s), 3), "score_at_0.4": s[-1], "score_at_0": s[0]}
+                      for trait, s in scores.items()}
+        out[label]["mean_r"] = round(statistics.fmean(v["r"] for v in out[label].values()), 3)
+        print(f"composition {label}: mean r {out[label]['mean_r']}", flush=True)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/merging_quality.json"))
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    start = time.perf_counter()
+    lm = load_model(ORGANISM)
+    questions = heldout_questions(seed=11)[: 12 if args.quick else 24]
+    settings = FinetuneSettings(method="full", epochs=2.0, learning_rate=3e-4, batch_size=8)
+    inventory = load_inventory("traitlab")
+    singles, vectors = single_vectors(lm, questions, settings, args.quick, inventory)
+    results = {"settings": {"method": settings.method, "epochs": settings.epochs, "lr": settings.learning_rate},
+               "single": singles, "composition": composition(lm, vectors, questions),
+               "wall_seconds": round(time.perf_counter() - start, 1)}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2))
+    print(json.dumps({k: v for k, v in results.items() if k != "single"}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

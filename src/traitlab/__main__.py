@@ -1,0 +1,5 @@
+"""``python -m traitlab`` runs the CLI."""
+
+from traitlab.cli import main
+
+main()
