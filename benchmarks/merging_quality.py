@@ -97,11 +97,12 @@ def composition(lm: LoadedModel, vectors: dict[str, PersonalityVector], question
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--model", default=ORGANISM, help="The organism (default) or another checkpoint of it.")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/merging_quality.json"))
     args = parser.parse_args()
     torch.set_num_threads(2)
     start = time.perf_counter()
-    lm = load_model(ORGANISM)
+    lm = load_model(args.model)
     questions = heldout_questions(seed=11)[: 12 if args.quick else 24]
     settings = FinetuneSettings(method="full", epochs=2.0, learning_rate=3e-4, batch_size=8)
     inventory = load_inventory("traitlab")

@@ -23,7 +23,8 @@ def timed(fn, repeats=3):
 
 
 def main():
-    job = json.loads(open(sys.argv[1]).read())
+    with open(sys.argv[1]) as handle:
+        job = json.load(handle)
     torch.set_num_threads(2)
     tokenizer = AutoTokenizer.from_pretrained(job["model"])
     tokenizer.padding_side = "left"
@@ -40,7 +41,7 @@ def main():
 
     from steering_vectors import train_steering_vector
 
-    samples = list(zip(positives, negatives))
+    samples = list(zip(positives, negatives, strict=True))
     box = {}
 
     def sv_train():
@@ -73,7 +74,8 @@ def main():
         with torch.no_grad():
             wrapped.generate(**batch, **generate)
 
-    figures["repeng"] = {"extract_s": round(rp_extract, 3), "steered_tokens_per_s": round(tokens / timed(rp_generate), 1)}
+    figures["repeng"] = {"extract_s": round(rp_extract, 3),
+                         "steered_tokens_per_s": round(tokens / timed(rp_generate), 1)}
     wrapped.reset()
     print(json.dumps(figures))
 

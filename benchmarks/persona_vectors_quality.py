@@ -162,12 +162,13 @@ def neutral_ppl(lm: LoadedModel, rows: list[dict]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--model", default=ORGANISM, help="The organism (default) or another checkpoint of it.")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/persona_vectors_quality.json"))
     parser.add_argument("--skip-finetune", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(2)
     start = time.perf_counter()
-    lm = load_model(ORGANISM)
+    lm = load_model(args.model)
     questions = heldout_questions(seed=11)[: 16 if args.quick else 40]
     steering, vectors = steering_figures(lm, questions, args.quick)
     results: dict[str, Any] = {"steering": steering,

@@ -35,9 +35,9 @@ PEER_PACKAGES = ["torch==2.13.0", "transformers<5", "numpy<2", "scikit-learn", "
 
 
 def make_pairs(lm: LoadedModel, n: int) -> tuple[Generation, Generation, list[str]]:
-    from traitlab.organism.corpus import pole_description, train_questions
-
     import random
+
+    from traitlab.organism.corpus import pole_description, train_questions
 
     rng = random.Random(0)
     questions = train_questions(seed=3)[:n]
