@@ -7,7 +7,20 @@ import sys
 
 import typer
 
-from traitlab.cli import chat, demo, info
+from traitlab.cli import (
+    chat,
+    demo,
+    evaluate,
+    info,
+    merge,
+    monitor,
+    neurons,
+    organism,
+    serve,
+    subnet,
+    traits,
+    vectors,
+)
 from traitlab.errors import TraitlabError
 from traitlab.progress import set_quiet
 
@@ -27,19 +40,20 @@ def _options(quiet: bool = typer.Option(False, "--quiet", "-q", help="No progres
 app.command("info")(info.info)
 app.command("chat")(chat.chat)
 app.command("demo")(demo.demo)
+app.command("compare")(evaluate.compare)
+app.command("eval")(evaluate.eval_)
+app.command("monitor")(monitor.monitor)
+app.command("screen")(monitor.screen)
+app.command("finetune")(monitor.finetune)
+app.command("serve")(serve.serve)
+app.add_typer(vectors.app, name="vectors")
+app.add_typer(merge.app, name="merge")
 
 
-def _add_groups() -> None:
-    import importlib.util
-
-    if importlib.util.find_spec("traitlab.cli.organism") is None:  # TEMP until the organism lands
-        return
-    from traitlab.cli import organism
-
-    app.add_typer(organism.app, name="organism", help="Build, train and check the persona model organism.")
-
-
-_add_groups()
+app.add_typer(traits.app, name="traits", help="List, show and create trait specs (the built-in library).")
+app.add_typer(subnet.app, name="subnet", help="Persona subnetworks: find, show and export weight masks.")
+app.add_typer(neurons.app, name="neurons", help="NPTI trait neurons: find them, show an artifact.")
+app.add_typer(organism.app, name="organism", help="Build, train and check the persona model organism.")
 
 
 def main() -> None:

@@ -5,7 +5,8 @@ from traitlab.methods.neurons import NeuronInduction
 from traitlab.methods.persona_vectors import PersonaVector
 from traitlab.methods.prompting import PromptIntervention
 from traitlab.methods.steering import ResidualSteering
+from traitlab.methods.subnetworks import SubnetworkMask
 from traitlab.methods.weights import WeightDelta, WeightEdit
 
 __all__ = ["NeuronInduction", "PersonaVector", "PersonalityVector", "PromptIntervention", "ResidualSteering",
-           "WeightDelta", "WeightEdit"]
+           "SubnetworkMask", "WeightDelta", "WeightEdit"]

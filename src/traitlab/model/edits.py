@@ -155,9 +155,11 @@ def neuron_edit(engine: HookEngine, block: int, boost_index: Sequence[int] | tor
             cache[key] = (boost_dense.to(output.dtype).to(output.device), clamp_dense.to(output.device))
         add, clamped = cache[key]
         row_coef = _row_coef(coef, output.shape[0], output)
-        edited = torch.where(clamped, output.clamp(max=0), output) + row_coef * add
         # a row whose coefficient is 0 carries no persona: neither boosted nor clamped
         selected = state.mask(mode).unsqueeze(-1) & (row_coef != 0)
+        if output.device.type == "cpu" and not bool(selected.any()):
+            return output  # e.g. the prefill under positions="response" (the check would sync a GPU)
+        edited = torch.where(clamped, output.clamp(max=0), output) + row_coef * add
         return torch.where(selected, edited, output)
 
     with engine.hook(site, edit):

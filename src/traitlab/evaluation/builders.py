@@ -1,0 +1,106 @@
+"""Runner builders of the fitted mechanisms: each fits its Intervention for a trait spec on the experiment's
+model, or reuses the artifact cached under the run's folder (keyed by spec, parameters and model fingerprint).
+
+- ``persona_vectors``: extraction (judged with the experiment's judges) + layer/coefficient sweep.
+- ``personality_vector``: self-distilled data → finetune → φ = θ_tuned − θ_base.
+- ``npti`` and ``subnetwork`` come from their own modules' ``runner_builder``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from traitlab.errors import ConfigError
+from traitlab.interventions import Intervention, load_intervention
+from traitlab.model import LoadedModel
+
+PERSONA_VECTOR_DEFAULTS = {"n_per_question": 1, "temperature": 1.0, "max_new_tokens": 80, "min_pairs": 5,
+                           "layers": None, "coefs": [1.0, 2.0, 4.0, 8.0], "sweep_questions": 8,
+                           "positions": "response", "coherence_threshold": 50.0}
+PERSONALITY_VECTOR_DEFAULTS = {"n_per_question": 4, "temperature": 1.0, "max_new_tokens": 80, "method": "full",
+                               "epochs": 2.0, "learning_rate": 3e-4, "batch_size": 8}
+
+
+def _checked(params: dict[str, Any], defaults: dict[str, Any], method: str) -> dict[str, Any]:
+    unknown = set(params) - set(defaults)
+    if unknown:
+        raise ConfigError(f"unknown {method} parameter(s) {', '.join(sorted(unknown))}; known: "
+                          f"{', '.join(defaults)}")
+    return {**defaults, **params}
+
+
+def validate_persona_vectors(params: dict[str, Any]) -> None:
+    merged = _checked(params, PERSONA_VECTOR_DEFAULTS, "persona_vectors")
+    if not merged["coefs"] or any(not isinstance(c, int | float) for c in merged["coefs"]):
+        raise ConfigError("persona_vectors coefs must be a non-empty list of numbers")
+
+
+def validate_personality_vector(params: dict[str, Any]) -> None:
+    merged = _checked(params, PERSONALITY_VECTOR_DEFAULTS, "personality_vector")
+    if merged["method"] not in ("lora", "full"):
+        raise ConfigError("personality_vector method must be lora or full")
+
+
+def cached(lm: LoadedModel, workdir: Path, method: str, spec: Any, params: dict[str, Any],
+           fit: Callable[[], Intervention]) -> Intervention:
+    """Load ``method``'s artifact for (spec, params, model) from ``workdir``, or fit and save it."""
+    key = hashlib.sha256(json.dumps([spec.name, params, lm.fingerprint.to_dict()], sort_keys=True,
+                                    default=str).encode()).hexdigest()[:12]
+    path = Path(workdir) / "artifacts" / f"{method}-{spec.name}-{key}.safetensors"
+    if path.is_file():
+        return load_intervention(path, lm)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    intervention = fit()
+    intervention.save(path)
+    return intervention
+
+
+def build_persona_vectors(lm: LoadedModel, spec: Any, params: dict[str, Any], workdir: Path,
+                          judges: Any = None) -> Intervention:
+    from traitlab.methods.persona_sweep import apply_sweep, sweep
+    from traitlab.methods.persona_vectors import ExtractionSettings, extract
+
+    p = _checked(params, PERSONA_VECTOR_DEFAULTS, "persona_vectors")
+
+    def fit() -> Intervention:
+        trait_judge, coherence_judge = _judges(lm, spec, judges)
+        settings = ExtractionSettings(n_per_question=p["n_per_question"], temperature=p["temperature"],
+                                      max_new_tokens=p["max_new_tokens"], min_pairs=p["min_pairs"])
+        vector = extract(lm, spec, trait_judge, settings, coherence_judge)
+        layers = p["layers"] or list(range(1, lm.num_layers))
+        result = sweep(lm, vector.at(positions=p["positions"]), spec, trait_judge, layers, p["coefs"],
+                       coherence_judge, p["coherence_threshold"],
+                       questions=spec.held_out_questions[: p["sweep_questions"]], max_new_tokens=64)
+        return apply_sweep(vector.at(positions=p["positions"]), result)
+
+    return cached(lm, workdir, "persona_vectors", spec, p, fit)
+
+
+def _judges(lm: LoadedModel, spec: Any, judges: Any) -> tuple[Any, Any]:
+    from traitlab.evaluation.config import JudgeConfig
+    from traitlab.evaluation.suite import Judges
+
+    judges = judges or Judges.from_config(JudgeConfig(), lm)
+    trait_judge, _ = judges.trait_judge(spec)
+    return trait_judge, judges.coherence
+
+
+def build_personality_vector(lm: LoadedModel, spec: Any, params: dict[str, Any], workdir: Path,
+                             judges: Any = None) -> Intervention:
+    from traitlab.finetune import FinetuneSettings, finetune
+    from traitlab.methods.merging import vector_from_models
+    from traitlab.methods.personality_data import self_distill
+
+    p = _checked(params, PERSONALITY_VECTOR_DEFAULTS, "personality_vector")
+
+    def fit() -> Intervention:
+        data = self_distill(lm, spec, p["n_per_question"], p["temperature"], p["max_new_tokens"])
+        settings = FinetuneSettings(method=p["method"], epochs=p["epochs"], learning_rate=p["learning_rate"],
+                                    batch_size=p["batch_size"])
+        return vector_from_models(lm, finetune(lm, data, settings), spec.trait_name, spec.pole)
+
+    return cached(lm, workdir, "personality_vector", spec, p, fit)

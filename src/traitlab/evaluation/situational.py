@@ -1,0 +1,195 @@
+"""Situational evaluation: open questions answered under an Intervention, judged for the trait and for
+coherence, with the answers' perplexity under the un-intervened model (fluency).
+
+Question sets: a TraitSpec's held-out questions (``eval_questions``, else ``questions``); for a Big Five
+name, the project's default set ``load_trait(f"{trait}_high").eval_questions`` from traitlab's trait
+library; or a PersonalityBench file (JSONL lines ``{"question": ...}``, the trait from the file name,
+``Openness.json``) or a folder of them.
+
+``N`` answers per question: ``samples=1`` is greedy; ``samples > 1`` samples at ``temperature`` (default 1.0)
+from ``seed``. The trait score of an answer is the judge's 0–100 *expression of the evaluated pole* (how high-
+extraverted an answer is for ``extraversion_high``, how low-extraverted for ``extraversion_low``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from traitlab.errors import ConfigError
+from traitlab.evaluation import scoring
+from traitlab.evaluation.forward import continuation_nll
+from traitlab.evaluation.judges import Judge, PerplexityCoherenceJudge, judge_all
+from traitlab.interventions import Intervention
+from traitlab.model.loaded import LoadedModel
+
+_PB_TRAITS = ("openness", "conscientiousness", "extraversion", "agreeableness", "neuroticism")
+
+
+def load_question_file(path: str | Path) -> list[str]:
+    """Questions from a PersonalityBench JSONL file (``{"question": ...}`` per line), a JSON list of strings
+    or of ``{"question"}`` objects, a JSON object with ``questions``, or a text file (one per line)."""
+    source = Path(path).expanduser()
+    if not source.is_file():
+        raise ConfigError(f"question file {source} not found")
+    text = source.read_text(encoding="utf-8")
+    if source.suffix.lower() == ".txt":
+        return [line.strip() for line in text.splitlines() if line.strip()]
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        data = None
+    if isinstance(data, dict) and isinstance(data.get("questions"), list):
+        data = data["questions"]
+    if isinstance(data, list):
+        return [q if isinstance(q, str) else str(q["question"]) for q in data]
+    questions = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            questions.append(row if isinstance(row, str) else str(row["question"]))
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise ConfigError(f"{source} line {n} is not a JSON object with a 'question'") from None
+    return questions
+
+
+def load_personalitybench(path: str | Path) -> dict[str, list[str]]:
+    """PersonalityBench test questions per trait, from one ``<Trait>.json`` file or a folder of them."""
+    source = Path(path).expanduser()
+    files = sorted(source.glob("*.json")) if source.is_dir() else [source]
+    out = {}
+    for file in files:
+        trait = file.stem.lower()
+        if trait in _PB_TRAITS:
+            out[trait] = load_question_file(file)
+    if not out:
+        raise ConfigError(f"no PersonalityBench question files (<Trait>.json, e.g. Openness.json) in {source}")
+    return out
+
+
+def default_questions(trait: str) -> list[str]:
+    """The project's default question set of a Big Five trait (``<trait>_high`` in the trait library)."""
+    from traitlab.traits import load_trait
+
+    try:
+        spec = load_trait(f"{trait}_high")
+    except ConfigError:
+        raise ConfigError(f"no built-in situational questions for '{trait}' (the trait library has no "
+                          f"{trait}_high); give a TraitSpec or questions=PATH") from None
+    return spec.held_out_questions
+
+
+def question_set(spec: Any, source: str | Path | None = None, n: int | None = None) -> list[str]:
+    """Questions for a TraitSpec or trait name: from ``source`` (PersonalityBench file/folder or a question
+    file) when given, else the spec's held-out questions, else the project's default set; the first ``n``."""
+    trait = getattr(spec, "trait_name", None) or str(spec)
+    if source is not None:
+        path = Path(source).expanduser()
+        if path.is_dir() or path.stem.lower() in _PB_TRAITS:
+            per_trait = load_personalitybench(path)
+            if trait not in per_trait:
+                raise ConfigError(f"{path} has no questions for '{trait}' (has {', '.join(per_trait)})")
+            questions = per_trait[trait]
+        else:
+            questions = load_question_file(path)
+    elif hasattr(spec, "held_out_questions"):
+        questions = spec.held_out_questions
+    else:
+        questions = default_questions(trait)
+    if not questions:
+        raise ConfigError(f"no situational questions for '{trait}'")
+    return list(questions[:n] if n else questions)
+
+
+@dataclasses.dataclass
+class SituationalResult:
+    """Answers and their scores; one entry per (question, sample)."""
+
+    trait: str
+    pole: str | None
+    judge: str
+    questions: list[str]
+    answers: list[str]
+    expression: list[float | None]
+    coherence: list[float | None] | None = None
+    nll: list[tuple[float, int]] | None = None
+
+    @property
+    def perplexity(self) -> float | None:
+        """exp(Σ NLL / Σ tokens) of the answers under the un-intervened model."""
+        if not self.nll:
+            return None
+        total = sum(n for _, n in self.nll)
+        return math.exp(sum(v for v, _ in self.nll) / total) if total else None
+
+    def summary(self) -> dict[str, Any]:
+        judged = [v for v in self.expression if v is not None]
+        return {
+            "trait": self.trait, "pole": self.pole, "judge": self.judge, "n_answers": len(self.answers),
+            "expression_mean": scoring.mean(judged), "expression_var": scoring.variance(judged),
+            "judged_share": len(judged) / len(self.expression) if self.expression else 0.0,
+            "coherence_mean": scoring.mean(self.coherence) if self.coherence else None,
+            "perplexity": self.perplexity,
+        }
+
+    def examples(self, k: int = 3) -> list[dict[str, Any]]:
+        out = []
+        for i in range(min(k, len(self.answers))):
+            out.append({"question": self.questions[i], "answer": self.answers[i], "expression": self.expression[i],
+                        "coherence": self.coherence[i] if self.coherence else None})
+        return out
+
+
+def generate_answers(lm: LoadedModel, questions: Sequence[str], intervention: Intervention | None = None,
+                     samples: int = 1, temperature: float | None = None, max_new_tokens: int = 64, seed: int = 0,
+                     batch_size: int = 32, progress: bool = False) -> tuple[list[str], Any]:
+    """``samples`` answers per question (question-major order) under ``intervention``: the repeated
+    questions and the ``Generation``."""
+    if samples < 1:
+        raise ConfigError(f"samples must be ≥ 1, got {samples}")
+    temp = (0.0 if samples == 1 else 1.0) if temperature is None else temperature
+    repeated = [q for q in questions for _ in range(samples)]
+    applied = intervention.applied(lm) if intervention is not None else contextlib.nullcontext()
+    with applied:
+        generation = lm.generate_chat(repeated, max_new_tokens=max_new_tokens, temperature=temp, seed=seed,
+                                      batch_size=batch_size, progress=progress)
+    return repeated, generation
+
+
+def evaluate_situational(lm: LoadedModel, questions: Sequence[str], trait_judge: Judge, rubric: str, *,
+                         trait: str, pole: str | None = None, intervention: Intervention | None = None,
+                         coherence_judge: Judge | None = None, coherence_rubric: str | None = None,
+                         fluency: bool = True, samples: int = 1, temperature: float | None = None,
+                         max_new_tokens: int = 64, seed: int = 0, batch_size: int = 32,
+                         progress: bool = False) -> SituationalResult:
+    """Answer ``questions`` under ``intervention``, then (un-intervened) judge them for the trait and for
+    coherence, and measure their perplexity under the un-intervened ``lm``."""
+    from traitlab.evaluation.judges import COHERENCE_RUBRIC
+
+    repeated, generation = generate_answers(lm, questions, intervention, samples, temperature, max_new_tokens,
+                                            seed, batch_size, progress)
+    answers = generation.texts
+    nll = None
+    if fluency or isinstance(coherence_judge, PerplexityCoherenceJudge):
+        plain = lm.encode(lm.render(repeated))
+        nll = continuation_nll(lm, plain, generation.response_ids, batch_size)
+    expression = judge_all(trait_judge, [(q, a, rubric) for q, a in zip(repeated, answers, strict=True)],
+                           progress=progress, description="judging trait")
+    coherence = None
+    if coherence_judge is not None:
+        if isinstance(coherence_judge, PerplexityCoherenceJudge) and coherence_judge.lm is lm and nll is not None:
+            coherence = [coherence_judge.from_perplexity(math.exp(v / n) if n else None, a)
+                         for (v, n), a in zip(nll, answers, strict=True)]
+        else:
+            rubric_c = coherence_rubric or COHERENCE_RUBRIC
+            coherence = judge_all(coherence_judge, [(q, a, rubric_c) for q, a in zip(repeated, answers, strict=True)],
+                                  progress=progress, description="judging coherence")
+    return SituationalResult(trait, pole, getattr(trait_judge, "name", type(trait_judge).__name__), repeated,
+                             answers, expression, coherence, nll if fluency else None)

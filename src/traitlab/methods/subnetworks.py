@@ -1,0 +1,595 @@
+"""Persona subnetworks (Ye et al. 2026, "Your Language Model Secretly Contains Personality Subnetworks",
+arXiv 2602.07164): training-free weight masks that isolate a persona inside the existing weights.
+
+1. **Calibration** (``subnet_calibration``): a persona's calibration texts (a TraitSpec pole, a description or
+   a JSONL of texts) go through the model once; every Linear inside the decoder blocks gets Σx_j, Σx²_j per input
+   channel over the selected tokens, hence ‖X_j‖₂, μ_j and σ²_j.
+2. **Persona mask** (Wanda-style, ``wanda_masks``): ``S_ij = |W_ij|·‖X_j‖₂``; each output row keeps its top
+   ``(1 − sparsity)`` weights (default sparsity 0.5); module filter ``all|mlp|attention`` and a block range.
+3. **Contrastive pruning** (``contrastive_masks``) for a pair (seek, reject):
+   ``z_j = (μ_seek − μ_reject)/sqrt(σ²_seek + σ²_reject + ε)``, keep ranking ``|W_ij|·ReLU(z_j)`` (ties among zeros
+   broken by ``|W_ij|·z_j``, see ``subnet_masks``), default sparsity 0.3. ``direction='reject'`` builds the
+   opposite persona's mask from the same statistics (``−z``); ``disjoint`` forces a pair's kept sets (or removed
+   sets) apart.
+4. **Apply** (``SubnetworkMask``, mechanism ``subnetwork``, weight space): masked-out weights are set to 0 in place
+   and only the removed values are kept (their positions come from the mask), to be written back on exit —
+   bit-exact, also after an exception. Masks live bit-packed (1 bit per weight), in memory and in the artifact.
+   ``SubnetworkSet`` switches personas on a live model by swapping masks; ``export_checkpoint`` writes a plain HF
+   checkpoint with the mask applied.
+5. **Analysis** (``subnet_analysis``): sparsity per module, Jaccard overlap of two masks per layer and module.
+
+**Scale**: a mask has no natural strength, so the scale interpolates the removed weights:
+``w ← (1 − scale)·w`` on the masked-out entries. Scale 1 (the default) is the subnetwork (removed weights are
+exactly 0); scale 0 leaves the model unchanged; 0 < scale < 1 shrinks the removed weights part-way (what a
+runner sweep over scales explores). Values outside [0, 1] extrapolate (> 1 flips the sign of the removed
+weights) and are allowed but not meaningful for the paper's method.
+
+**Blocks**: the ``blocks`` option takes 0-based decoder block indices (block k produces layer k+1 under the
+layer convention); masks are keyed by parameter name (``model.layers.3.mlp.down_proj.weight``) and stored in the
+parameter's own layout (GPT-2 ``Conv1D``: ``[in, out]``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from traitlab.errors import ArtifactError, ConfigError
+from traitlab.interventions import Coef, Intervention, kwargs_from_meta, register
+from traitlab.methods.subnet_calibration import (
+    CALIBRATION_POSITIONS,
+    CalibrationSet,
+    GenerationSettings,
+    collect_stats,
+    from_spec,
+    opposite,
+    spec_pole,
+)
+from traitlab.methods.subnet_masks import (
+    DISJOINT,
+    check_sparsity,
+    contrastive_scores,
+    contrastive_z,
+    keep_mask,
+    pack_bits,
+    popcount,
+    rows_view,
+    to_parameter_layout,
+    unpack_bits,
+    wanda_scores,
+)
+from traitlab.model import LinearInputStats, LoadedModel, linear_modules
+from traitlab.traits import TraitSpec
+
+MODULE_FILTERS = ("all", "mlp", "attention")
+WANDA_SPARSITY = 0.5
+CONTRASTIVE_SPARSITY = 0.3
+BLOCK_CONVENTION = "0-based decoder block index; block k produces layer k+1"
+MASK_LAYOUT = "parameter layout (nn.Linear [out, in]; GPT-2 Conv1D [in, out]); bit 1 = kept; packbits big-endian"
+
+
+def is_conv1d(module: nn.Module) -> bool:
+    return type(module).__name__ == "Conv1D"
+
+
+def check_blocks(lm: LoadedModel, blocks: Sequence[int] | None) -> list[int] | None:
+    if blocks is None:
+        return None
+    bad = [b for b in blocks if not isinstance(b, int) or not 0 <= b < lm.num_layers]
+    if bad or not blocks:
+        raise ConfigError(f"blocks {list(blocks)} out of range: this model has blocks 0..{lm.num_layers - 1} "
+                          f"({BLOCK_CONVENTION})")
+    return sorted(set(blocks))
+
+
+# ---------------------------------------------------------------------------------------------- mask fitting
+
+
+def wanda_masks(lm: LoadedModel, stats: Mapping[str, LinearInputStats], sparsity: float = WANDA_SPARSITY,
+                modules: str = "all", blocks: Sequence[int] | None = None) -> dict[str, torch.Tensor]:
+    """Bool keep-masks (parameter layout) keyed by parameter name: top ``1 − sparsity`` of each output row by
+    ``|W_ij|·‖X_j‖₂``."""
+    check_sparsity(sparsity)
+    out = {}
+    for name, module in linear_modules(lm, modules, check_blocks(lm, blocks)).items():  # type: ignore[arg-type]
+        if name not in stats:
+            raise ConfigError(f"no calibration statistics for {name}; collect them with the same module filter")
+        conv = is_conv1d(module)
+        scores = wanda_scores(rows_view(module.weight, conv), stats[name].norm)
+        out[f"{name}.weight"] = to_parameter_layout(keep_mask(scores, sparsity), conv)
+    return out
+
+
+def contrastive_masks(lm: LoadedModel, seek: Mapping[str, LinearInputStats],
+                      reject: Mapping[str, LinearInputStats], sparsity: float = CONTRASTIVE_SPARSITY,
+                      modules: str = "all", blocks: Sequence[int] | None = None, direction: str = "seek",
+                      eps: float = 1e-6, pair: bool = False,
+                      disjoint: str = "none") -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None]:
+    """Contrastive keep-masks: the ``direction`` persona's mask (``seek``: keep ranking ``|W|·ReLU(z)``;
+    ``reject``: the opposite persona's, ``|W|·ReLU(−z)``), and with ``pair=True`` the other direction's mask too,
+    made disjoint from the first (``disjoint='kept'`` or ``'removed'``) when asked."""
+    check_sparsity(sparsity)
+    if direction not in ("seek", "reject"):
+        raise ConfigError(f"direction must be seek or reject, got '{direction}'")
+    if disjoint not in DISJOINT:
+        raise ConfigError(f"disjoint must be one of {', '.join(DISJOINT)}, got '{disjoint}'")
+    sign = 1.0 if direction == "seek" else -1.0
+    first, second = {}, {} if pair else None
+    for name, module in linear_modules(lm, modules, check_blocks(lm, blocks)).items():  # type: ignore[arg-type]
+        if name not in seek or name not in reject:
+            raise ConfigError(f"no calibration statistics for {name}; collect them with the same module filter")
+        s, r = seek[name], reject[name]
+        z = contrastive_z(s.mean, s.variance, r.mean, r.variance, eps)
+        conv = is_conv1d(module)
+        weight = rows_view(module.weight, conv)
+        mask = keep_mask(contrastive_scores(weight, sign * z), sparsity)
+        first[f"{name}.weight"] = to_parameter_layout(mask, conv)
+        if second is not None:
+            exclude = None if disjoint == "none" else (mask if disjoint == "kept" else ~mask)
+            other = keep_mask(contrastive_scores(weight, -sign * z), sparsity, exclude,
+                              disjoint if disjoint != "none" else "kept")
+            second[f"{name}.weight"] = to_parameter_layout(other, conv)
+    return first, second
+
+
+# ---------------------------------------------------------------------------------------------- the intervention
+
+
+_INT_VIEWS = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
+def _bits(data: torch.Tensor) -> Any:
+    """A flat integer view sharing ``data``'s memory (numpy on CPU, torch elsewhere): removed values move as raw
+    bits, so restoring is bit-exact for every dtype (bfloat16 included) and zero is the all-zero pattern."""
+    flat = data.view(_INT_VIEWS[data.element_size()]).reshape(-1)
+    return flat.numpy() if flat.device.type == "cpu" else flat
+
+
+def _removed_index(mask: SubnetworkMask, name: str, device: torch.device) -> Any:
+    """Flat positions of the masked-out entries, recomputed from the packed bits whenever needed (never stored)."""
+    if device.type == "cpu":
+        import numpy as np
+
+        kept = np.unpackbits(mask.packed[name].numpy(), count=torch.Size(mask.shapes[name]).numel())
+        return np.flatnonzero(kept == 0)
+    return (~mask.mask(name, device)).reshape(-1).nonzero().squeeze(1)
+
+
+class AppliedMask:
+    """A mask applied in place, keeping only the removed values (raw bits, row-major; their positions come from
+    the mask itself); ``restore()`` writes them back. On CPU the moves run in numpy (single-threaded, fast for the
+    scattered gathers involved); on accelerators in torch."""
+
+    def __init__(self, mask: SubnetworkMask, lm: LoadedModel, coef: float) -> None:
+        self.mask, self.lm, self.coef = mask, lm, float(coef)
+        self._removed: list[tuple[str, nn.Parameter, torch.Tensor]] = []
+        parameters = dict(lm.model.named_parameters())
+        mask.check_parameters(parameters)
+        noncontiguous = [n for n in mask.shapes if not parameters[n].data.is_contiguous()]
+        if noncontiguous:
+            raise ArtifactError(f"cannot mask non-contiguous parameters in place: {', '.join(noncontiguous[:3])}")
+        if self.coef == 0:
+            return
+        try:
+            with torch.no_grad():
+                for name in mask.shapes:
+                    data = parameters[name].data
+                    index = _removed_index(mask, name, data.device)
+                    bits = _bits(data)
+                    values = torch.as_tensor(bits[index])
+                    self._removed.append((name, parameters[name], values))
+                    if self.coef == 1.0:
+                        bits[index] = 0
+                    else:
+                        shrunk = (values.view(data.dtype).float() * (1.0 - self.coef)).to(data.dtype)
+                        raw = shrunk.view(values.dtype)
+                        bits[index] = raw.numpy() if data.device.type == "cpu" else raw
+        except BaseException:
+            self.restore()
+            raise
+
+    @property
+    def removed_bytes(self) -> int:
+        return sum(v.numel() * v.element_size() for _, _, v in self._removed)
+
+    def restore(self) -> None:
+        """Write the removed values back (bit-exact); idempotent."""
+        with torch.no_grad():
+            while self._removed:
+                name, parameter, values = self._removed.pop()
+                data = parameter.data
+                bits = _bits(data)
+                bits[_removed_index(self.mask, name, data.device)] = (
+                    values.numpy() if data.device.type == "cpu" else values)
+
+
+@register
+class SubnetworkMask(Intervention):
+    """A persona subnetwork: per-Linear keep-masks, bit-packed. See the module docstring for scale semantics."""
+
+    mechanism = "subnetwork"
+    weight_space = True
+
+    def __init__(self, packed: Mapping[str, torch.Tensor], shapes: Mapping[str, Sequence[int]],
+                 info: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if not packed:
+            raise ConfigError("a subnetwork mask needs at least one parameter")
+        if set(packed) != set(shapes):
+            raise ArtifactError("subnetwork mask tensors and shapes name different parameters")
+        self.shapes = {name: tuple(int(x) for x in shapes[name]) for name in shapes}
+        self.packed = {name: packed[name].to(torch.uint8).reshape(-1).cpu() for name in self.shapes}
+        for name, shape in self.shapes.items():
+            numel = 1
+            for dim in shape:
+                numel *= dim
+            if self.packed[name].numel() != (numel + 7) // 8:
+                raise ArtifactError(f"packed mask of {name} has {self.packed[name].numel()} bytes, its shape "
+                                    f"{shape} needs {(numel + 7) // 8}")
+        self.info = dict(info or {})
+
+    @classmethod
+    def from_masks(cls, masks: Mapping[str, torch.Tensor], info: Mapping[str, Any] | None = None,
+                   **kwargs: Any) -> SubnetworkMask:
+        """From bool keep-masks (parameter layout) keyed by parameter name."""
+        return cls({n: pack_bits(m.cpu()) for n, m in masks.items()}, {n: tuple(m.shape) for n, m in masks.items()},
+                   info, **kwargs)
+
+    def mask(self, name: str, device: torch.device | str | None = None) -> torch.Tensor:
+        """The bool keep-mask of parameter ``name`` (True = kept), unpacked."""
+        return unpack_bits(self.packed[name].to(device) if device is not None else self.packed[name],
+                           self.shapes[name])
+
+    def kept(self, name: str) -> int:
+        return popcount(self.packed[name])
+
+    @property
+    def numel(self) -> int:
+        return sum(torch.Size(s).numel() for s in self.shapes.values())
+
+    @property
+    def sparsity(self) -> float:
+        """Fraction of the covered weights that the mask removes."""
+        return 1.0 - sum(self.kept(n) for n in self.shapes) / max(1, self.numel)
+
+    def check_parameters(self, parameters: Mapping[str, nn.Parameter]) -> None:
+        missing = [n for n in self.shapes if n not in parameters]
+        if missing:
+            raise ArtifactError(f"{self.name} masks parameters this model lacks: {', '.join(missing[:3])}")
+        wrong = [f"{n} {tuple(parameters[n].shape)} != {s}" for n, s in self.shapes.items()
+                 if tuple(parameters[n].shape) != s]
+        if wrong:
+            raise ArtifactError(f"{self.name} has masks of another shape: {'; '.join(wrong[:3])}")
+
+    @contextlib.contextmanager
+    def _apply(self, lm: LoadedModel, coef: Coef) -> Iterator[None]:
+        if isinstance(coef, torch.Tensor):
+            raise ConfigError(f"{self.name} edits weights and cannot take per-row scales")
+        applied = AppliedMask(self, lm, float(coef))
+        try:
+            yield
+        finally:
+            applied.restore()
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {f"mask/{name}": packed for name, packed in self.packed.items()}
+
+    def params(self) -> dict[str, Any]:
+        return {"shapes": {n: list(s) for n, s in self.shapes.items()}, "layout": MASK_LAYOUT,
+                "block_convention": BLOCK_CONVENTION, **self.info}
+
+    @classmethod
+    def from_artifact(cls, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> Intervention:
+        params = dict(meta["params"])
+        shapes = params.pop("shapes")
+        for key in ("layout", "block_convention"):
+            params.pop(key, None)
+        packed = {name[len("mask/"):]: t for name, t in tensors.items() if name.startswith("mask/")}
+        return cls(packed, shapes, params, **kwargs_from_meta(meta))
+
+
+class SubnetworkSet:
+    """Several personas' masks on one live model, switched by swapping masks without reloading. Use it as a
+    context manager: on exit the model is restored bit-exactly.
+
+    ``mode='copy'`` (default, fastest): keeps one copy of the original weights of the masked Linears (1× their
+    size, however many personas) and switches with one pass per parameter, ``w = w_orig · keep`` on the raw bits.
+    ``mode='values'`` (memory-frugal): keeps only the active persona's removed values (``sparsity``× the masked
+    weights) and switches by restoring them and applying the next mask, as ``SubnetworkMask.applied`` does.
+
+    >>> with SubnetworkSet(lm, {"introvert": low, "extravert": high}) as personas:  # doctest: +SKIP
+    ...     personas.use("introvert"); personas.use("extravert"); personas.use(None)
+    """
+
+    def __init__(self, lm: LoadedModel, masks: Mapping[str, SubnetworkMask], mode: str = "copy") -> None:
+        if mode not in ("copy", "values"):
+            raise ConfigError(f"SubnetworkSet mode must be copy or values, got '{mode}'")
+        self.lm, self.mode = lm, mode
+        self.masks = dict(masks)
+        self._parameters = dict(lm.model.named_parameters())
+        for mask in self.masks.values():
+            mask.check_model(lm)
+            mask.check_parameters(self._parameters)
+        self.active: str | None = None
+        self._applied: AppliedMask | None = None
+        self._originals: dict[str, torch.Tensor] = {}
+        self._modified: set[str] = set()
+        self._closed = False
+        if mode == "copy":
+            names = dict.fromkeys(n for mask in self.masks.values() for n in mask.shapes)
+            self._originals = {n: self._parameters[n].data.clone() for n in names}
+
+    def use(self, name: str | None, scale: float | None = None) -> None:
+        """Make persona ``name`` active (``None``: the full model); ``scale`` overrides the mask's own."""
+        if name is not None and name not in self.masks:
+            raise ConfigError(f"unknown persona '{name}'; have {', '.join(self.masks)}")
+        if self._closed and name is not None:
+            raise ConfigError("this SubnetworkSet is closed; make a new one")
+        if self.mode == "values":
+            if self._applied is not None:
+                self._applied.restore()
+                self._applied, self.active = None, None
+            if name is not None:
+                mask = self.masks[name]
+                self._applied = AppliedMask(mask, self.lm, mask.scale if scale is None else scale)
+                self.active = name
+            return
+        self.active = None
+        mask = self.masks[name] if name is not None else None
+        coef = 0.0 if mask is None else float(mask.scale if scale is None else scale)
+        targets = set(mask.shapes) if mask is not None and coef != 0 else set()
+        with torch.no_grad():
+            for parameter_name in self._modified - targets:
+                self._parameters[parameter_name].data.copy_(self._originals[parameter_name])
+            self._modified -= self._modified - targets
+            for parameter_name in targets:
+                self._modified.add(parameter_name)
+                self._masked_copy(mask, parameter_name, coef)  # type: ignore[arg-type]
+        self.active = name
+
+    def _masked_copy(self, mask: SubnetworkMask, name: str, coef: float) -> None:
+        data, original = self._parameters[name].data, self._originals[name]
+        if coef != 1.0:
+            data.copy_(original)
+            removed = ~mask.mask(name, data.device)
+            data[removed] = (original[removed].float() * (1.0 - coef)).to(data.dtype)
+            return
+        if data.device.type == "cpu":
+            import numpy as np
+
+            kept = np.unpackbits(mask.packed[name].numpy(), count=data.numel())
+            np.multiply(_bits(original), kept, out=_bits(data))
+        else:
+            torch.mul(_bits(original), mask.mask(name, data.device).reshape(-1), out=_bits(data))
+
+    def close(self) -> None:
+        """Restore the full model and drop the copies."""
+        self.use(None)
+        self._originals = {}
+        self._closed = True
+
+    def __enter__(self) -> SubnetworkSet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def export_checkpoint(lm: LoadedModel, mask: Intervention, out: str | Path) -> Path:
+    """Write a plain HF checkpoint (config, safetensors weights, tokenizer) of ``lm`` with ``mask`` applied."""
+    target = Path(out)
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise ConfigError(f"export folder {target} exists and is not empty")
+    if not target.parent.is_dir():
+        raise ConfigError(f"cannot write {target}: folder {target.parent} does not exist")
+    mask.check_model(lm)
+    target.mkdir(exist_ok=True)
+    with mask.applied(lm):
+        lm.model.save_pretrained(target)
+    lm.tokenizer.save_pretrained(target)
+    return target
+
+
+# ---------------------------------------------------------------------------------------------- high-level fit
+
+
+@dataclasses.dataclass(frozen=True)
+class FindSettings:
+    """Everything that decides a subnetwork, validated before any model is loaded."""
+
+    sparsity: float | None = None          # None: 0.5 (Wanda) or 0.3 (contrastive)
+    contrastive: bool = False
+    modules: str = "all"
+    blocks: tuple[int, ...] | None = None
+    with_system: bool = False
+    positions: str = "response"
+    eps: float = 1e-6
+    disjoint: str = "none"
+    generation: GenerationSettings = dataclasses.field(default_factory=GenerationSettings)
+    batch_size: int = 16
+
+    def __post_init__(self) -> None:
+        if self.sparsity is not None:
+            check_sparsity(self.sparsity)
+        if self.modules not in MODULE_FILTERS:
+            raise ConfigError(f"unknown module filter '{self.modules}'; use all, mlp or attention")
+        if self.positions not in CALIBRATION_POSITIONS:
+            raise ConfigError(f"positions must be response or all, got '{self.positions}'")
+        if self.disjoint not in DISJOINT:
+            raise ConfigError(f"disjoint must be one of {', '.join(DISJOINT)}, got '{self.disjoint}'")
+        if self.blocks is not None and (not self.blocks or any(not isinstance(b, int) or b < 0 for b in self.blocks)):
+            raise ConfigError(f"blocks must be non-negative integers, got {self.blocks}")
+        if not self.eps > 0:
+            raise ConfigError(f"eps must be > 0, got {self.eps}")
+
+    @property
+    def effective_sparsity(self) -> float:
+        if self.sparsity is not None:
+            return self.sparsity
+        return CONTRASTIVE_SPARSITY if self.contrastive else WANDA_SPARSITY
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {"method": "contrastive" if self.contrastive else "wanda", "sparsity": self.effective_sparsity,
+                "modules": self.modules, "blocks": list(self.blocks) if self.blocks else None,
+                "with_system": self.with_system, "positions": self.positions,
+                **({"eps": self.eps, "disjoint": self.disjoint} if self.contrastive else {}),
+                **{f"generation_{k}": v for k, v in dataclasses.asdict(self.generation).items()}}
+
+
+def _summary(stats: Mapping[str, LinearInputStats]) -> int:
+    return max((entry.count for entry in stats.values()), default=0)
+
+
+def find_from_stats(lm: LoadedModel, settings: FindSettings, seek: Mapping[str, LinearInputStats],
+                    reject: Mapping[str, LinearInputStats] | None = None, *, trait: str | None = None,
+                    pole: str | None = None, source: Mapping[str, Any] | None = None,
+                    pair: bool = False) -> tuple[SubnetworkMask, SubnetworkMask | None]:
+    """Masks from collected statistics: Wanda (``reject=None``) or contrastive; with ``pair=True`` also the
+    opposite persona's mask (contrastive: ``−z`` from the same statistics; Wanda: from ``reject`` as its own
+    calibration)."""
+    blocks = list(settings.blocks) if settings.blocks else None
+    sparsity = settings.effective_sparsity
+    hyper = settings.hyperparameters()
+    info = {"calibration": dict(source or {}), "calibration_tokens": _summary(seek)}
+    common = dict(trait=trait, hyperparameters=hyper, fingerprint=lm.fingerprint)
+    if settings.contrastive:
+        if reject is None:
+            raise ConfigError("contrastive pruning needs the rejected persona's statistics")
+        first, second = contrastive_masks(lm, seek, reject, sparsity, settings.modules, blocks, "seek",
+                                          settings.eps, pair, settings.disjoint)
+        info["reject_tokens"] = _summary(reject)
+    else:
+        first = wanda_masks(lm, seek, sparsity, settings.modules, blocks)
+        second = None
+        if pair:
+            if reject is None:
+                raise ConfigError("a pair of Wanda masks needs the second persona's statistics")
+            second = wanda_masks(lm, reject, sparsity, settings.modules, blocks)
+            if settings.disjoint != "none":
+                raise ConfigError("disjoint masks are made by contrastive pruning; add --contrastive")
+    mask = SubnetworkMask.from_masks(first, {**info, "direction": "seek"}, pole=pole, **common)
+    other = None
+    if second is not None:
+        other_pole = opposite(pole) if pole in ("high", "low") else None
+        other = SubnetworkMask.from_masks(second, {**info, "direction": "reject"}, pole=other_pole, **common)
+    return mask, other
+
+
+def find(lm: LoadedModel, spec: TraitSpec, pole: str | None = None, settings: FindSettings | None = None,
+         pair: bool = False) -> tuple[SubnetworkMask, SubnetworkMask | None]:
+    """The subnetwork of a TraitSpec pole (Wanda, or contrastive against the opposite pole), and with
+    ``pair=True`` the opposite pole's mask as well."""
+    settings = settings or FindSettings()
+    chosen, _ = spec_pole(spec, pole)
+    check_blocks(lm, settings.blocks)
+    seek_set = from_spec(lm, spec, chosen, settings.with_system, settings.generation)
+    seek = stats_for(lm, seek_set, settings)
+    reject = None
+    source: dict[str, Any] = {"seek": seek_set.source}
+    if settings.contrastive or pair:
+        reject_set = from_spec(lm, spec, opposite(chosen), settings.with_system, settings.generation)
+        reject = stats_for(lm, reject_set, settings)
+        source["reject"] = reject_set.source
+    return find_from_stats(lm, settings, seek, reject, trait=spec.trait_name, pole=chosen, source=source,
+                           pair=pair)
+
+
+def stats_for(lm: LoadedModel, calibration: CalibrationSet, settings: FindSettings) -> dict[str, LinearInputStats]:
+    blocks = list(settings.blocks) if settings.blocks else None
+    return collect_stats(lm, calibration, settings.positions, settings.modules, blocks, settings.batch_size)
+
+
+# ---------------------------------------------------------------------------------------------- comparison runner
+
+_RUNNER_PARAMS = {"sparsity", "contrastive", "modules", "blocks", "with_system", "positions", "n_answers", "seed",
+                  "temperature", "max_new_tokens", "pole", "disjoint", "eps"}
+
+
+def _settings_from_params(params: Mapping[str, Any]) -> FindSettings:
+    extra = sorted(set(params) - _RUNNER_PARAMS)
+    if extra:
+        raise ConfigError(f"method 'subnetwork' has no parameter {', '.join(extra)} "
+                          f"(parameters: {', '.join(sorted(_RUNNER_PARAMS))})")
+    for key in ("contrastive", "with_system"):
+        if key in params and not isinstance(params[key], bool):
+            raise ConfigError(f"method 'subnetwork': {key} must be true or false")
+    for key in ("n_answers", "seed", "max_new_tokens"):
+        if key in params and (isinstance(params[key], bool) or not isinstance(params[key], int)):
+            raise ConfigError(f"method 'subnetwork': {key} must be an integer")
+    if "temperature" in params and not isinstance(params["temperature"], int | float):
+        raise ConfigError("method 'subnetwork': temperature must be a number")
+    if "pole" in params and params["pole"] not in ("high", "low"):
+        raise ConfigError("method 'subnetwork': pole must be high or low")
+    blocks = params.get("blocks")
+    if blocks is not None:
+        if isinstance(blocks, str):
+            blocks = parse_blocks(blocks)
+        if not isinstance(blocks, list) or not all(isinstance(b, int) and not isinstance(b, bool) for b in blocks):
+            raise ConfigError("method 'subnetwork': blocks must be a list of block indices or a range like 0-3")
+        blocks = tuple(blocks)
+    try:
+        generation = GenerationSettings(n_answers=params.get("n_answers", 1),
+                                        temperature=float(params.get("temperature", 1.0)),
+                                        max_new_tokens=params.get("max_new_tokens", 64), seed=params.get("seed", 0))
+        return FindSettings(sparsity=params.get("sparsity"), contrastive=params.get("contrastive", False),
+                            modules=params.get("modules", "all"), blocks=blocks,
+                            with_system=params.get("with_system", False), positions=params.get("positions", "response"),
+                            eps=float(params.get("eps", 1e-6)), disjoint=params.get("disjoint", "none"),
+                            generation=generation)
+    except ConfigError as exc:
+        raise ConfigError(f"method 'subnetwork': {exc}") from None
+
+
+def validate_runner_params(params: dict[str, Any]) -> None:
+    """Check a comparison-runner ``subnetwork`` method's parameters (no model needed); ``ConfigError`` if bad."""
+    _settings_from_params(params)
+
+
+def runner_builder(lm: LoadedModel, spec: TraitSpec, params: dict[str, Any], workdir: Path) -> Intervention:
+    """The comparison runner's ``subnetwork`` method: the mask of the spec's pole (or ``params['pole']``), cached
+    as an artifact under ``workdir`` keyed by the model fingerprint, the spec and the parameters."""
+    settings = _settings_from_params(params)
+    pole, _ = spec_pole(spec, params.get("pole"))
+    key = json.dumps({"fingerprint": lm.fingerprint.to_dict(), "spec": spec.model_dump(), "pole": pole,
+                      "settings": settings.hyperparameters()}, sort_keys=True, default=str)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / f"subnetwork-{spec.name}-{pole}-{digest}.tl.safetensors"
+    if path.is_file():
+        from traitlab.interventions import load_intervention
+
+        return load_intervention(path, lm)
+    mask, _ = find(lm, spec, pole, settings)
+    mask.save(path)
+    return mask
+
+
+def parse_blocks(text: str | None) -> list[int] | None:
+    """``"2-4"`` → [2, 3, 4]; ``"0,3"`` → [0, 3]; empty → None (all blocks)."""
+    if text is None or not str(text).strip():
+        return None
+    out: list[int] = []
+    try:
+        for part in str(text).split(","):
+            part = part.strip()
+            if "-" in part:
+                low, high = (int(x) for x in part.split("-"))
+                if high < low:
+                    raise ValueError
+                out.extend(range(low, high + 1))
+            elif part:
+                out.append(int(part))
+    except ValueError:
+        raise ConfigError(f"cannot read blocks '{text}': use a range like 0-3 or a list like 0,2,4") from None
+    if any(b < 0 for b in out) or not out:
+        raise ConfigError(f"blocks '{text}' must be non-negative block indices")
+    return sorted(set(out))
