@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 import yaml
 
 import traitlab.model
 import traitlab.model.loaded
-from traitlab.cli import main
+from tests.core.test_cli import run_cli
 from traitlab.errors import ConfigError, TraitlabError
 from traitlab.evaluation import suite as suite_module
 from traitlab.evaluation.config import load_experiment
@@ -153,17 +152,6 @@ def test_registered_methods_are_validated(experiment, tmp_path, llama):
         assert rows[0]["intervention"].startswith("<PromptIntervention")
     finally:
         METHODS.pop("test_custom", None)
-
-
-def run_cli(args, monkeypatch, capsys):
-    monkeypatch.setattr(sys, "argv", ["traitlab", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_cli_compare_and_eval(experiment, tmp_path, monkeypatch, capsys):

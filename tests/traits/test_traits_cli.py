@@ -4,26 +4,14 @@ from __future__ import annotations
 
 import json
 import socket
-import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from traitlab.cli import main
+from tests.core.test_cli import run_cli
 from traitlab.traits import load_trait
 from traitlab.traits.generate import extract_json, spec_from_reply
-
-
-def run_cli(args: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["traitlab", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def good_spec(tag: str = "x") -> dict:
