@@ -3,13 +3,14 @@
 1. collection throughput: generating answers with the statistics of every neuron of every block recorded during
    the generation (``collect_pole``) vs plain generation of the same answers (greedy, so the same tokens);
    target ≥ 0.8×;
-2. peak memory of collection for two numbers of answers (8× apart): peak RSS of a fresh process generating the
-   answers with collection minus one generating them plainly, and the accumulator's own bytes; the target is
-   that neither grows with the number of tokens;
+2. peak memory of collection for two numbers of answers (8× apart): in fresh processes, the rise of peak RSS
+   during generation (peak reset after loading) with collection minus without, and the accumulator's own
+   bytes; the target is that neither grows with the number of tokens;
 3. generation throughput with an NPTI induction active (its real selection, plus a dense one editing 10% of the
    neurons of every block) vs none: fixed-length generation (no stop token), target ≥ 0.95×.
 
-Timings: minimum over interleaved repeats of wall and CPU time, one torch thread (see ``timed``).
+Timings: one torch thread; per case the minimum over interleaved repeats of wall and CPU time, and the median
+of the per-repeat CPU-time ratios of back-to-back runs (see ``timed``).
 
 Run: ``nice -n 10 python -m benchmarks.npti_bench [--model traitlab/persona-tiny] [--smol] [--out f.json]``.
 Without the organism it uses a random Llama of the organism's shape. ``--smol`` adds the 135M-shaped Llama.
@@ -22,6 +23,7 @@ import contextlib
 import json
 import os
 import random
+import statistics
 import subprocess
 import sys
 import time
@@ -52,7 +54,11 @@ def timed(cases: dict[str, Any], repeats: int) -> dict[str, dict[str, float]]:
             fn()
             wall[name].append(time.perf_counter() - w)
             cpu[name].append(time.process_time() - c)
-    return {name: {"wall": min(wall[name]), "cpu": min(cpu[name])} for name in cases}
+    out = {name: {"wall": min(wall[name]), "cpu": min(cpu[name])} for name in cases}
+    first, *others = cases
+    for name in others:  # per-repeat ratios of back-to-back runs: drift in the machine's load hits both alike
+        out[name]["paired"] = statistics.median(a / b for a, b in zip(cpu[first], cpu[name], strict=True))
+    return out
 
 
 def organism_shaped() -> LoadedModel:
@@ -91,32 +97,42 @@ def _ratios(times: dict[str, dict[str, float]], base: str, other: str, tokens: i
     return {f"{base}_tok_s": round(tokens / times[base]["wall"], 1),
             f"{other}_tok_s": round(tokens / times[other]["wall"], 1),
             "ratio_wall": round(times[base]["wall"] / times[other]["wall"], 3),
-            "ratio_cpu": round(times[base]["cpu"] / times[other]["cpu"], 3)}
+            "ratio_cpu": round(times[base]["cpu"] / times[other]["cpu"], 3),
+            "ratio_cpu_paired_median": round(times[other]["paired"], 3)}
+
+
+def _rss_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
 
 
 def _memory_child(mode: str, n: int, new_tokens: int, model: str | None) -> None:
-    """In a fresh process: peak RSS of generating ``n`` answers, plainly or with collection."""
-    import resource
-
+    """In a fresh process: the peak RSS while generating ``n`` answers (plainly or with collection) above the
+    RSS after loading; the peak is reset after loading (``/proc/self/clear_refs``), so loading's transient
+    memory does not hide the generation's."""
     torch.set_num_threads(1)
     lm = load_model(model) if model else (organism_or_none() or organism_shaped())
     questions, systems = rows(n, seed=n)
+    lm.generate_chat(questions[:4], systems[:4], max_new_tokens=2, progress=False)  # warm the allocator
     histogram = NeuronHistogram(n_blocks=lm.num_layers)
     hooked = stream_neurons(lm, range(lm.num_layers), histogram, positions="response") if mode == "collect" \
         else contextlib.nullcontext()
+    Path("/proc/self/clear_refs").write_text("5")
+    before = _rss_kib("VmRSS")
     with hooked:
         generation = lm.generate_chat(questions, systems, max_new_tokens=new_tokens, progress=False)
     histogram.finalize()
     print(json.dumps({"tokens": sum(len(r) for r in generation.response_ids),
                       "recorded_tokens": histogram.tokens(0), "neurons": lm.num_layers * lm.intermediate_size,
-                      "peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                      "accumulator_bytes": histogram.nbytes()}))
+                      "peak_kib": _rss_kib("VmHWM") - before, "accumulator_bytes": histogram.nbytes()}))
 
 
 def collection_memory(model: str | None, sizes: list[int], new_tokens: int, runs: int = 3) -> list[dict[str, Any]]:
-    """Peak RSS of a fresh process that generates the answers with collection, minus one that generates them
-    plainly, for each size (the minimum of ``runs`` processes each: RSS of a ~800 MiB process varies by tens of
-    MiB from run to run). ``store_all_mib`` is what keeping every token's activations would take."""
+    """Peak RSS rise during generation with collection, and during plain generation, in fresh processes, for
+    each size (the minimum of ``runs`` processes each). ``store_all_mib`` is what keeping every token's
+    activations would take."""
     out = []
     for n in sizes:
         peaks: dict[str, list[dict[str, Any]]] = {"plain": [], "collect": []}
@@ -132,8 +148,8 @@ def collection_memory(model: str | None, sizes: list[int], new_tokens: int, runs
         plain = min(r["peak_kib"] for r in peaks["plain"]) / 1024
         collect = min(r["peak_kib"] for r in peaks["collect"]) / 1024
         first = peaks["collect"][0]
-        out.append({"answers": n, "tokens": first["tokens"], "plain_peak_mib": round(plain, 1),
-                    "collect_peak_mib": round(collect, 1), "extra_peak_mib": round(collect - plain, 1),
+        out.append({"answers": n, "tokens": first["tokens"], "plain_peak_rise_mib": round(plain, 1),
+                    "collect_peak_rise_mib": round(collect, 1), "extra_peak_mib": round(collect - plain, 1),
                     "accumulator_mib": round(first["accumulator_bytes"] / 2**20, 2),
                     "store_all_mib": round(first["recorded_tokens"] * first["neurons"] * 4 / 2**20, 1)})
     return out
@@ -174,24 +190,27 @@ def induction_throughput(lm: LoadedModel, induction: NeuronInduction, n: int, ne
 
 
 def figures(lm: LoadedModel, args: argparse.Namespace) -> dict[str, Any]:
+    parts = set(args.parts.split(","))
     result: dict[str, Any] = {"model": lm.spec, "blocks": lm.num_layers, "neurons": lm.intermediate_size}
     start = time.perf_counter()
-    result["collection"] = collection_throughput(lm, args.answers, args.new_tokens, args.repeats)
-    print(json.dumps(result["collection"]), flush=True)
-    result["memory"] = collection_memory(args.model, [args.answers, 8 * args.answers], args.new_tokens) \
-        if lm.spec != "random-135M-llama" else None
-    print(json.dumps(result["memory"]), flush=True)
-    induction = None
-    if lm.spec == "traitlab/persona-tiny":
-        spec = load_trait("extraversion_high")
-        stats = collect(lm, [(p.pos, p.neg) for p in spec.instruction], spec.questions,
-                        CollectionSettings(n_answers=100), {"pos": "high", "neg": "low"}, progress=False)
-        induction = NeuronInduction.from_stats(stats, SelectionOptions(), fingerprint=lm.fingerprint)
-        result["induction_fitted"] = induction_throughput(lm, induction, args.answers, args.new_tokens, args.repeats)
-        print(json.dumps(result["induction_fitted"]), flush=True)
-    result["induction_dense_10pct"] = induction_throughput(lm, dense_induction(lm), args.answers, args.new_tokens,
-                                                           args.repeats)
-    print(json.dumps(result["induction_dense_10pct"]), flush=True)
+    if "collection" in parts:
+        result["collection"] = collection_throughput(lm, args.answers, args.new_tokens, args.repeats)
+        print(json.dumps(result["collection"]), flush=True)
+    if "memory" in parts and lm.spec != "random-135M-llama":
+        result["memory"] = collection_memory(args.model, [args.answers, 8 * args.answers], args.new_tokens)
+        print(json.dumps(result["memory"]), flush=True)
+    if "induction" in parts:
+        if lm.spec == "traitlab/persona-tiny":
+            spec = load_trait("extraversion_high")
+            stats = collect(lm, [(p.pos, p.neg) for p in spec.instruction], spec.questions,
+                            CollectionSettings(n_answers=100), {"pos": "high", "neg": "low"}, progress=False)
+            fitted = NeuronInduction.from_stats(stats, SelectionOptions(), fingerprint=lm.fingerprint)
+            result["induction_fitted"] = induction_throughput(lm, fitted, args.answers, args.new_tokens,
+                                                              args.repeats)
+            print(json.dumps(result["induction_fitted"]), flush=True)
+        result["induction_dense_10pct"] = induction_throughput(lm, dense_induction(lm), args.answers,
+                                                               args.new_tokens, args.repeats)
+        print(json.dumps(result["induction_dense_10pct"]), flush=True)
     result["seconds"] = round(time.perf_counter() - start, 1)
     return result
 
@@ -203,6 +222,7 @@ def main() -> None:
     parser.add_argument("--answers", type=int, default=64)
     parser.add_argument("--new-tokens", type=int, default=48)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--parts", default="collection,memory,induction", help="Comma-separated subset.")
     parser.add_argument("--memory-child", nargs=3, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: least disturbed timings).")
     parser.add_argument("--out", type=Path, default=None)

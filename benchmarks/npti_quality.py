@@ -3,9 +3,9 @@
 1. induction: per trait, both poles' neuron statistics are collected once (the ``<trait>_high`` spec's
    instruction pairs and extraction questions); each pole's induction is the selection for that side
    (``with_options(target=...)``). Options and γ are chosen per pole on the spec's evaluation questions, like
-   persona vectors' layer × coefficient sweep: threshold 0.1 or 0.2, boost + clamp or boost only, generated
-   tokens or the prompt too, × γ in 1–3; the highest oracle score whose median answer perplexity stays ≤ 1.4×
-   unsteered. Then, on fresh held-out
+   persona vectors' layer × coefficient sweep (``CONFIGS``: boost + clamp or boost only, generated tokens or
+   the prompt too, threshold 0.1 or 0.2) × γ in 1–2.5; the highest oracle score whose median answer perplexity
+   stays ≤ 1.4× unsteered. Then, on fresh held-out
    questions without a system prompt: unsteered vs persona-prompted (the pole spec's five instructions, cycled)
    vs NPTI, the oracle score oriented to the pole, the fraction of the prompt's shift that NPTI reaches
    (target ≥ 0.5 for ≥ 8 of 10 poles) and the median answer perplexity under the base model over the
@@ -16,7 +16,7 @@
    coherence): mean and variance of the trait score per pole for no intervention, the simple prompt (the spec's
    first instruction), persona vectors (extract + sweep) and NPTI.
 
-Run: ``nice -n 10 python -m benchmarks.npti_quality [--quick] [--out benchmarks/results/npti_quality.json]``.
+Run: ``nice -n 10 python -m benchmarks.npti_quality [--model DIR] [--quick] [--skip-harness] [--out FILE]``.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from traitlab.model import ORGANISM, LoadedModel, load_model
 from traitlab.organism.corpus import TRAITS, heldout_questions
 from traitlab.traits import load_trait
 
-GAMMAS = [1.0, 1.5, 2.0, 2.5, 3.0]
+GAMMAS = [1.0, 1.5, 2.0, 2.5]
 MAX_NEW = 80
 
 
@@ -92,9 +92,8 @@ def cell(scorer: Scorer, trait: str, pole: str, questions: list[str], answers: l
 
 
 CONFIGS: list[dict[str, Any]] = [
-    {}, {"boost_only": True}, {"threshold": 0.2}, {"threshold": 0.2, "boost_only": True},
-    {"positions": "all"}, {"positions": "all", "boost_only": True}, {"positions": "all", "threshold": 0.2},
-    {"positions": "all", "threshold": 0.2, "boost_only": True},
+    {}, {"boost_only": True}, {"positions": "all"}, {"positions": "all", "boost_only": True},
+    {"positions": "all", "threshold": 0.2}, {"positions": "all", "threshold": 0.2, "boost_only": True},
 ]
 
 
@@ -128,7 +127,7 @@ def induction_figures(lm: LoadedModel, test_questions: list[str], quick: bool) -
         for pole in ("high", "low"):
             spec = load_trait(f"{trait}_{pole}")
             options, gamma, sweep_table = choose(lm, scorer, both.with_options(target=pole), trait, pole,
-                                                 spec.eval_questions[:12 if quick else 20])
+                                                 spec.eval_questions[:8 if quick else 12])
             induction = both.with_options(target=pole, **options)
             chosen = induction.scaled(gamma)  # scale = γ
             systems = [spec.instruction[i % len(spec.instruction)].pos for i in range(len(test_questions))]
@@ -240,11 +239,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--skip-harness", action="store_true", help="Skip the NPTI-style table (persona vectors).")
+    parser.add_argument("--model", default=ORGANISM, help="The organism (or a checkpoint folder of it).")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/npti_quality.json"))
     args = parser.parse_args()
     torch.set_num_threads(2)
     start = time.perf_counter()
-    lm = load_model(ORGANISM)
+    lm = load_model(args.model)
     test_questions = heldout_questions(seed=11)[: 16 if args.quick else 40]
     induction, fitted, tuned, gammas = induction_figures(lm, test_questions, args.quick)
     results: dict[str, Any] = {"induction": induction}

@@ -33,4 +33,4 @@ def validation_message(exc: Exception) -> str:
         return str(exc).splitlines()[0]
     first = errors()[0]
     where = ".".join(str(p) for p in first["loc"]) or "value"
-    return f"{where}: {first['msg']}"
+    return f"{where}: {first['msg'].removeprefix('Value error, ')}"

@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from traitlab.cli.common import DEVICE, DTYPE, FAMILY, MODEL, console, read_family
-from traitlab.errors import ConfigError
+from traitlab.errors import ConfigError, validation_message
 
 BIG_FIVE_CSV = "openness,conscientiousness,extraversion,agreeableness,neuroticism"
 SUITES_CSV = "questionnaire,situational,coherence,capability"
@@ -102,9 +102,7 @@ def eval_(
         evaluations = Evaluations.model_validate(config)
         judge_config = JudgeConfig(kind=judge, url=judge_url, model=judge_model, cache=judge_cache)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"bad option ({where}): {first['msg'].removeprefix('Value error, ')}") from None
+        raise ConfigError(f"bad option {validation_message(exc)}") from None
     specs = [resolve_trait(t) for t in _csv(traits, "traits")]
     if evaluations.questionnaire is not None:
         load_inventory(inventory)

@@ -4,7 +4,6 @@ answer perplexity under the model when the judge is the oracle (which cannot jud
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import typer
@@ -20,21 +19,6 @@ JUDGE_MODEL = typer.Option(None, "--judge-model", help="Model name at the judge 
 JUDGE_CACHE = typer.Option(None, "--judge-cache", help="SQLite file caching endpoint judgements.")
 
 
-class RubricJudge:
-    """Scores with ``inner`` against a fixed rubric template (e.g. coherence), whatever rubric it is given."""
-
-    def __init__(self, inner: Any, rubric: str) -> None:
-        self.inner, self.rubric, self.name = inner, rubric, f"{getattr(inner, 'name', 'judge')}:coherence"
-
-    def score(self, question: str, answer: str, rubric: str = "") -> float | None:
-        return self.score_many([(question, answer, rubric)])[0]
-
-    def score_many(self, triples: Sequence[tuple[str, str, str]]) -> list[float | None]:
-        from traitlab.evaluation.judges import fill
-
-        return self.inner.score_many([(q, a, fill(self.rubric, q, a)) for q, a, _ in triples])
-
-
 def check_judge_options(judge: str, url: str | None, model_name: str | None, model: str) -> str:
     """Resolve ``auto`` and check the options before any model loads."""
     kind = ("oracle" if model == ORGANISM else "endpoint") if judge == "auto" else judge
@@ -48,25 +32,24 @@ def check_judge_options(judge: str, url: str | None, model_name: str | None, mod
 
 def make_judges(kind: str, spec: TraitSpec, lm: LoadedModel, url: str | None = None,
                 model_name: str | None = None, cache: str | None = None) -> tuple[Any, Any]:
-    """(trait judge, coherence judge) for ``spec``."""
-    from traitlab.evaluation.judges import (
-        COHERENCE_RUBRIC,
-        EndpointJudge,
-        LocalJudge,
-        OracleJudge,
-        PerplexityCoherenceJudge,
-    )
+    """(trait judge, coherence judge) for ``spec``, built by ``evaluation.suite.Judges``."""
+    from pydantic import ValidationError
 
+    from traitlab.errors import validation_message
+    from traitlab.evaluation.config import JudgeConfig
+    from traitlab.evaluation.judges import COHERENCE_RUBRIC, RubricJudge
+    from traitlab.evaluation.suite import Judges
+
+    if kind == "oracle" and spec.trait_name not in BIG_FIVE:
+        raise ConfigError(f"the oracle judges the Big Five only, not '{spec.trait_name}'; use an endpoint")
+    local = kind.startswith("local:")
+    try:
+        config = JudgeConfig(kind="local" if local else kind, url=url, cache=cache,
+                             model=kind.removeprefix("local:") if local else model_name)
+    except ValidationError as exc:
+        raise ConfigError(f"judge options: {validation_message(exc)}") from None
+    judges = Judges.from_config(config, lm)
+    trait_judge, _ = judges.trait_judge(spec)
     if kind == "oracle":
-        if spec.trait_name not in BIG_FIVE:
-            raise ConfigError(f"the oracle judges the Big Five only, not '{spec.trait_name}'; use an endpoint")
-        return OracleJudge(spec.trait_name, spec.pole or "high"), PerplexityCoherenceJudge(lm)
-    if kind == "endpoint":
-        from traitlab.evaluation.client import ChatClient
-
-        judge = EndpointJudge(ChatClient(url or "", model_name or "", cache=cache))
-    else:
-        from traitlab.model import load_model
-
-        judge = LocalJudge(load_model(kind.removeprefix("local:")))
-    return judge, RubricJudge(judge, COHERENCE_RUBRIC)
+        return trait_judge, judges.coherence
+    return trait_judge, RubricJudge(trait_judge, COHERENCE_RUBRIC)

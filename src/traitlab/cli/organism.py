@@ -55,9 +55,10 @@ def train(
     seed: int = typer.Option(0, "--seed", help="Seed of corpus, data order and initialisation."),
     steps: int | None = typer.Option(None, "--steps", help="Optimizer steps (default: the shipped recipe)."),
     threads: int = typer.Option(2, "--threads", help="CPU threads (same seed and threads, same weights)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its saved state."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
-    """Train traitlab/persona-tiny on CPU (about 15-20 minutes on 2 cores)."""
+    """Train traitlab/persona-tiny on CPU (about 15-20 minutes on 2 idle cores)."""
     from traitlab.organism.check import ORGANISM_DIR
     from traitlab.organism.train import TrainConfig
     from traitlab.organism.train import train as run_train
@@ -72,7 +73,7 @@ def train(
         cfg.steps = steps
         cfg.warmup_steps = min(cfg.warmup_steps, max(1, steps // 10))
     target = _writable_dir(out or ORGANISM_DIR, "model folder")
-    summary = run_train(target, cfg, quiet=quiet or is_quiet())
+    summary = run_train(target, cfg, quiet=quiet or is_quiet(), resume=resume)
     _console().print(f"trained {summary['parameters'] / 1e6:.2f}M parameters in "
                      f"{summary['train_seconds'] / 60:.1f} min; final loss {summary['final_loss_ema']:.3f}; "
                      f"saved to {target}")

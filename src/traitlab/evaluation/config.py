@@ -36,7 +36,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from traitlab.errors import ConfigError, TraitlabError
+from traitlab.errors import ConfigError, TraitlabError, validation_message
 
 SUITES = ("questionnaire", "situational", "coherence", "capability")
 BIG_FIVE = ("openness", "conscientiousness", "extraversion", "agreeableness", "neuroticism")
@@ -263,10 +263,7 @@ def parse_experiment(data: Any, source: str = "experiment") -> Experiment:
     try:
         return Experiment.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "experiment"
-        message = first["msg"].removeprefix("Value error, ")
-        raise ConfigError(f"invalid {source}: {where}: {message}") from None
+        raise ConfigError(f"invalid {source}: {validation_message(exc)}") from None
 
 
 def load_experiment(source: str | os.PathLike[str] | Experiment | dict[str, Any]) -> tuple[Experiment, dict[str, Any]]:

@@ -245,3 +245,16 @@ def judge_all(judge: Judge, triples: Sequence[Triple], chunk: int = 256, progres
     for part in track(chunks, description, total=len(chunks), enabled=progress and len(chunks) > 1):
         out += many(part) if many is not None else [judge.score(q, a, r) for q, a, r in part]
     return out
+
+
+class RubricJudge:
+    """Scores with ``inner`` against a fixed rubric template (e.g. coherence), whatever rubric it is given."""
+
+    def __init__(self, inner: Any, rubric: str) -> None:
+        self.inner, self.rubric, self.name = inner, rubric, f"{getattr(inner, 'name', 'judge')}:coherence"
+
+    def score(self, question: str, answer: str, rubric: str = "") -> float | None:
+        return self.score_many([(question, answer, rubric)])[0]
+
+    def score_many(self, triples: Sequence[tuple[str, str, str]]) -> list[float | None]:
+        return self.inner.score_many([(q, a, fill(self.rubric, q, a)) for q, a, _ in triples])

@@ -144,22 +144,34 @@ def neuron_edit(engine: HookEngine, block: int, boost_index: Sequence[int] | tor
         raise ConfigError("a neuron cannot be both boosted and clamped")
     boost_dense = torch.zeros(width)
     boost_dense[boost_idx] = torch.as_tensor(boost, dtype=torch.float32).expand(boost_idx.shape)
-    clamp_dense = torch.zeros(width, dtype=torch.bool)
-    clamp_dense[clamp_idx] = True
+    # min(n, cap) with cap = 0 on clamped neurons and +inf elsewhere is min(0, n) on exactly those neurons
+    cap_dense = torch.full((width,), float("inf"))
+    cap_dense[clamp_idx] = 0.0
+    has_boost, has_clamp = bool(boost_idx.numel()), bool(clamp_idx.numel())
+    per_row = isinstance(coef, torch.Tensor) and coef.dim() > 0
     state = engine.state
     cache: dict[tuple[torch.dtype, torch.device], tuple[torch.Tensor, torch.Tensor]] = {}
 
     def edit(module: nn.Module, args: tuple[Any, ...], output: torch.Tensor) -> torch.Tensor:
         key = (output.dtype, output.device)
         if key not in cache:
-            cache[key] = (boost_dense.to(output.dtype).to(output.device), clamp_dense.to(output.device))
-        add, clamped = cache[key]
-        row_coef = _row_coef(coef, output.shape[0], output)
-        # a row whose coefficient is 0 carries no persona: neither boosted nor clamped
-        selected = state.mask(mode).unsqueeze(-1) & (row_coef != 0)
+            add = boost_dense.to(device=output.device, dtype=output.dtype)
+            cache[key] = (add if per_row else add * torch.as_tensor(coef, dtype=output.dtype, device=output.device),
+                          cap_dense.to(device=output.device, dtype=output.dtype))
+        add, cap = cache[key]
+        selected = state.mask(mode).unsqueeze(-1)
+        if per_row:
+            row_coef = _row_coef(coef, output.shape[0], output)
+            # a row whose coefficient is 0 carries no persona: neither boosted nor clamped
+            selected = selected & (row_coef != 0)
+            add = row_coef * add
+        elif not coef:
+            return output
         if output.device.type == "cpu" and not bool(selected.any()):
             return output  # e.g. the prefill under positions="response" (the check would sync a GPU)
-        edited = torch.where(clamped, output.clamp(max=0), output) + row_coef * add
+        edited = torch.minimum(output, cap) if has_clamp else output
+        if has_boost:
+            edited = edited + add
         return torch.where(selected, edited, output)
 
     with engine.hook(site, edit):

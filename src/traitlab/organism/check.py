@@ -36,7 +36,7 @@ from traitlab.organism.corpus import (
     likert_prompt,
     pole_description,
 )
-from traitlab.organism.scorer import OracleScorer
+from traitlab.organism.scorer import OracleScorer, sentences
 
 MAX_NEW_TOKENS = 96
 SAMPLING = {"temperature": 0.8, "top_p": 0.95}
@@ -104,6 +104,12 @@ def heldout_perplexity(model, tokenizer_path: Path, seed: int = 0, n: int = 600)
     return math.exp(nll / max(1, count))
 
 
+def repeats_a_sentence(text: str) -> bool:
+    """Whether a reply says the same sentence twice (a fluency defect; training data never does)."""
+    said = [s.lower() for s in sentences(text)]
+    return len(said) != len(set(said))
+
+
 def _digit(text: str) -> int | None:
     m = re.search(r"[1-5]", text)
     return int(m.group()) if m else None
@@ -145,10 +151,15 @@ def run_check(model: str | Path | None = None, n_per_pole: int = 32, seed: int =
                 systems.append(pole_description(trait, pole, rng))
                 keys.append((trait, pole))
     nums["persona"] = {}
+    repeated: dict[str, float] = {}
     for mode, kwargs in (("greedy", {}), ("sampled", SAMPLING)):
         gen = lm.generate_chat(prompts, systems, max_new_tokens=MAX_NEW_TOKENS, batch_size=batch_size,
                                seed=seed, **kwargs)
         finished_all += gen.finished
+        repeated[mode] = sum(map(repeats_a_sentence, gen.texts)) / len(gen.texts)
+        nums.setdefault("examples", {})[mode] = [
+            {"system": s, "user": q, "reply": t} for s, q, t in list(zip(systems, prompts, gen.texts,
+                                                                        strict=True))[::n_per_pole]]
         scores = scorer.score_many(gen.texts)
         for trait in TRAITS:
             for pole in POLES:
@@ -217,7 +228,10 @@ def run_check(model: str | Path | None = None, n_per_pole: int = 32, seed: int =
     fin = sum(finished_all) / len(finished_all)
     nums["heldout_perplexity"] = ppl
     nums["finished_within_96"] = fin
+    nums["repeated_sentence"] = repeated
     res.figures.append(Figure("held-out perplexity (assistant tokens)", f"{ppl:.3f}", "reported", None))
+    res.figures.append(Figure("persona replies repeating a sentence (greedy / sampled)",
+                              f"{_pct(repeated['greedy'])} / {_pct(repeated['sampled'])}", "reported", None))
     res.figures.append(Figure("replies ending with <|end|> within 96 tokens", _pct(fin), ">= 98%",
                               fin >= 0.98))
 

@@ -2,9 +2,10 @@
 
 The loss is the next-token cross-entropy on the assistant tokens only (the reply and its ``<|end|>``): the
 system prompt and the question are context, so the whole capacity goes into answering in the persona's voice.
-Only the hidden states at those positions go through the (tied) LM head, which saves compute. A small
-unlikelihood term (Welleck et al. 2019) penalises continuing a sentence that already appeared earlier in the
-same reply: replies never repeat a sentence, and without it greedy decoding tends to loop on one sentence.
+Only the hidden states at those positions go through the (tied) LM head, which saves compute. From step
+``ul_start`` on, an unlikelihood term (Welleck et al. 2019) penalises continuing a sentence that already
+appeared earlier in the same reply: replies never repeat a sentence, and without it greedy decoding tends to
+loop on one sentence.
 
 Determinism: the corpus, the data order (length-bucketed batches, shuffled by a seeded ``random.Random``) and
 the initialisation (``torch.manual_seed``) depend only on the seed, and the thread count is fixed, so the same
@@ -50,13 +51,14 @@ class TrainConfig:
     tokenizer_examples: int = 20000
     max_len: int = 192
     batch_size: int = 48
-    steps: int = 3000
+    steps: int = 2600
     lr: float = 2e-3
     warmup_steps: int = 150
     min_lr_ratio: float = 0.05
     weight_decay: float = 0.05
     grad_clip: float = 1.0
-    ul_weight: float = 0.5
+    ul_weight: float = 1.0
+    ul_start: int = 1500  # the unlikelihood term starts once the persona conditioning has formed
     bf16_autocast: bool = True
     threads: int = 2
 
@@ -225,12 +227,24 @@ def _save(model, tok, out: Path, ids_of: dict[str, int]) -> None:
     save_tokenizer(tok, out)
 
 
+STATE_FILE = "train_state.pt"
+
+
+def _save_state(path: Path, state: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
 def train(out_dir: str | Path, cfg: TrainConfig | None = None, quiet: bool = False, log_every: int = 100,
-          snapshot_every: int = 0) -> dict:
+          snapshot_every: int = 0, checkpoint_every: int = 250, resume: bool = False) -> dict:
     """Generate the corpus, train tokenizer and model, and save the HF folder to ``out_dir``.
 
-    Logs the mean loss every ``log_every`` steps; with ``snapshot_every`` > 0 also saves intermediate models
-    to ``<out_dir>-step<N>`` (for inspection). Returns the training summary (also in ``training_info.json``).
+    Logs the mean loss and the persona gap every ``log_every`` steps. Every ``checkpoint_every`` steps the
+    training state (model, optimizer, step) goes to ``out_dir/train_state.pt``; with ``resume`` a run that
+    was interrupted continues from it and ends with the same weights as an uninterrupted run. The state file
+    is removed at the end. With ``snapshot_every`` > 0 intermediate models go to ``<out_dir>-step<N>``.
+    Returns the training summary (also in ``training_info.json``).
     """
     from rich.console import Console
     from rich.progress import (
@@ -242,6 +256,8 @@ def train(out_dir: str | Path, cfg: TrainConfig | None = None, quiet: bool = Fal
         TimeRemainingColumn,
     )
     from transformers import LlamaForCausalLM
+
+    from traitlab.errors import ConfigError
 
     cfg = cfg or TrainConfig()
     out = Path(out_dir)
@@ -279,10 +295,25 @@ def train(out_dir: str | Path, cfg: TrainConfig | None = None, quiet: bool = Fal
     )
     batches = _batches(lengths, cfg.batch_size, cfg.steps, cfg.seed)
     gap_same, gap_swapped = _gap_rows(tok, cfg.seed)
-    model.train()
     losses: list[float] = []
     curve: list[tuple[int, float, float]] = []
     seen_tokens = 0
+    start_step = 0
+    prior_seconds = 0.0
+    ema = None
+    state_path = out / STATE_FILE
+    if resume and state_path.is_file():
+        state = torch.load(state_path, weights_only=False)
+        if state["config"] != asdict(cfg):
+            raise ConfigError(f"{state_path} was written with another configuration; "
+                              "remove it or drop --resume")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        start_step, losses, curve = state["step"], state["losses"], state["curve"]
+        seen_tokens, ema, prior_seconds = state["seen_tokens"], state["ema"], state["seconds"]
+        console.log(f"resuming from step {start_step}")
+    out.mkdir(parents=True, exist_ok=True)
+    model.train()
     t_train = time.time()
     columns = (TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(),
                TextColumn("loss {task.fields[loss]}"), TextColumn("persona gap {task.fields[gap]}"),
@@ -290,14 +321,17 @@ def train(out_dir: str | Path, cfg: TrainConfig | None = None, quiet: bool = Fal
                TimeElapsedColumn(), TimeRemainingColumn())
     interactive = console.is_terminal
     with Progress(*columns, console=console, disable=quiet or not interactive) as progress:
-        task = progress.add_task("train", total=cfg.steps, loss="-", tps="-", gap="-")
-        ema = None
+        task = progress.add_task("train", total=cfg.steps, loss="-", tps="-", gap="-", completed=start_step)
+        session_tokens = 0
         for step, batch in enumerate(batches):
+            if step < start_step:
+                continue
             for group in opt.param_groups:
                 group["lr"] = _lr_at(step, cfg)
             ids, mask, neg = _collate([encoded[i] for i in batch], ids_of[PAD])
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16_autocast):
-                loss = assistant_loss(model, ids, mask, neg, cfg.ul_weight)
+                ul = cfg.ul_weight if step >= cfg.ul_start else 0.0
+                loss = assistant_loss(model, ids, mask, neg, ul)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
@@ -305,8 +339,9 @@ def train(out_dir: str | Path, cfg: TrainConfig | None = None, quiet: bool = Fal
             value = loss.item()
             losses.append(value)
             seen_tokens += ids.numel()
+            session_tokens += ids.numel()
             ema = value if ema is None else 0.95 * ema + 0.05 * value
-            tps = seen_tokens / max(1e-9, time.time() - t_train)
+            tps = session_tokens / max(1e-9, time.time() - t_train)
             progress.update(task, advance=1, loss=f"{ema:.3f}", tps=f"{tps:,.0f}")
             if log_every and (step + 1) % log_every == 0:
                 gap = persona_gap(model, gap_same, gap_swapped, ids_of[PAD])
@@ -319,10 +354,17 @@ def train(out_dir: str | Path, cfg: TrainConfig | None = None, quiet: bool = Fal
                 model.eval()
                 _save(model, tok, Path(f"{out}-step{step + 1}"), ids_of)
                 model.train()
-    train_seconds = time.time() - t_train
+            if checkpoint_every and (step + 1) % checkpoint_every == 0 and step + 1 < cfg.steps:
+                _save_state(state_path, {
+                    "config": asdict(cfg), "model": model.state_dict(), "optimizer": opt.state_dict(),
+                    "step": step + 1, "losses": losses, "curve": curve, "seen_tokens": seen_tokens,
+                    "ema": ema, "seconds": prior_seconds + time.time() - t_train,
+                })
+    train_seconds = prior_seconds + time.time() - t_train
 
     model.eval()
     _save(model, tok, out, ids_of)
+    state_path.unlink(missing_ok=True)
     summary = {
         "config": asdict(cfg),
         "parameters": n_params,
@@ -335,7 +377,8 @@ def train(out_dir: str | Path, cfg: TrainConfig | None = None, quiet: bool = Fal
         "loss_curve": [[s, round(v, 4), round(g, 4)] for s, v, g in curve],
         "final_persona_gap": curve[-1][2] if curve else None,
         "train_seconds": round(train_seconds, 1),
-        "total_seconds": round(time.time() - t0, 1),
+        "total_seconds": round(time.time() - t0 + prior_seconds, 1),
+        "resumed_at_step": start_step or None,
         "torch": torch.__version__,
         "python": sys.version.split()[0],
         "loss": "cross-entropy on assistant tokens only (reply + <|end|>), plus unlikelihood of repeating "
