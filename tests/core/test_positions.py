@@ -71,6 +71,18 @@ def test_per_row_coefficients_match_rows_run_alone(llama, positions):
         assert row == alone
 
 
+def test_per_row_coefficients_follow_rows_through_sorting_and_chunks(llama):
+    # generate_chat sorts rows by prompt length and cuts them into batches; each row must keep its own coef
+    prompts = ["a much longer prompt than the others, with many more words in it", "hi", "a medium prompt"] * 2
+    vector = torch.randn(llama.hidden_size, generator=torch.Generator().manual_seed(3))
+    coefs = [8.0, 0.0, -8.0, 0.0, -8.0, 8.0]
+    with residual_add(llama, 2, vector, torch.tensor(coefs), positions="response"):
+        batched = llama.generate_chat(prompts, max_new_tokens=8, batch_size=4).response_ids
+    for prompt, coef, row in zip(prompts, coefs, batched, strict=True):
+        with residual_add(llama, 2, vector, coef, positions="response"):
+            assert llama.generate_chat([prompt], max_new_tokens=8).response_ids[0] == row
+
+
 def test_per_row_vectors(llama):
     vectors = torch.randn(3, llama.hidden_size, generator=torch.Generator().manual_seed(2))
     with residual_add(llama, 1, vectors, 5.0, positions="response"):

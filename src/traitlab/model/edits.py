@@ -31,20 +31,33 @@ def as_direction(vector: Any, hidden_size: int, name: str = "vector") -> torch.T
     return v
 
 
-def _row_coef(coef: Coef, batch: int, like: torch.Tensor) -> torch.Tensor:
+def _rows_of(per_row: torch.Tensor, batch: int, state: ForwardState | None, what: str) -> torch.Tensor:
+    """The entries of a per-row tensor for the batch in flight: ``generate_chat`` sorts and chunks the caller's
+    rows, and ``state.rows`` names the caller's rows in this batch (``state.total_rows`` counts them all)."""
+    if state is None or state.rows is None:
+        return per_row
+    if per_row.shape[0] != state.total_rows:
+        raise ConfigError(f"per-row {what} have {per_row.shape[0]} rows but the generation has "
+                          f"{state.total_rows}")
+    return per_row[state.rows.to(per_row.device)]
+
+
+def _row_coef(coef: Coef, batch: int, like: torch.Tensor, state: ForwardState | None = None) -> torch.Tensor:
     """Coefficient broadcast to ``[batch, 1, 1]`` (or ``[1, 1, 1]``) in ``like``'s dtype and device."""
     c = torch.as_tensor(coef, dtype=like.dtype, device=like.device)
     if c.dim() == 0:
         return c.reshape(1, 1, 1)
+    c = _rows_of(c, batch, state, "coefficients")
     if c.shape != (batch,):
         raise ConfigError(f"per-row coefficients have shape {tuple(c.shape)} but the batch has {batch} rows")
     return c.reshape(batch, 1, 1)
 
 
-def _row_vector(v: torch.Tensor, batch: int, like: torch.Tensor) -> torch.Tensor:
+def _row_vector(v: torch.Tensor, batch: int, like: torch.Tensor, state: ForwardState | None = None) -> torch.Tensor:
     v = v.to(dtype=like.dtype, device=like.device)
     if v.dim() == 1:
         return v.reshape(1, 1, -1)
+    v = _rows_of(v, batch, state, "vectors")
     if v.shape[0] != batch:
         raise ConfigError(f"per-row vectors have {v.shape[0]} rows but the batch has {batch}")
     return v.unsqueeze(1)
@@ -68,7 +81,7 @@ def residual_add(engine: HookEngine, layer: int, vector: Any, coef: Coef = 1.0,
 
     def add(hidden: torch.Tensor, state: ForwardState) -> torch.Tensor:
         batch = hidden.shape[0]
-        delta = _row_coef(coef, batch, hidden) * _row_vector(v, batch, hidden)
+        delta = _row_coef(coef, batch, hidden, state) * _row_vector(v, batch, hidden, state)
         return hidden + state.mask(mode).unsqueeze(-1).to(hidden.dtype) * delta
 
     with engine.residual(layer, add):
@@ -85,9 +98,9 @@ def residual_ablate(engine: HookEngine, layer: int, direction: Any, coef: Coef =
 
     def ablate(hidden: torch.Tensor, state: ForwardState) -> torch.Tensor:
         batch = hidden.shape[0]
-        unit = _row_vector(u, batch, hidden)
+        unit = _row_vector(u, batch, hidden, state)
         projection = (hidden * unit).sum(-1, keepdim=True)
-        removed = _row_coef(coef, batch, hidden) * projection * unit
+        removed = _row_coef(coef, batch, hidden, state) * projection * unit
         return hidden - state.mask(mode).unsqueeze(-1).to(hidden.dtype) * removed
 
     with engine.residual(layer, ablate):
@@ -107,7 +120,7 @@ def residual_cap(engine: HookEngine, layer: int, direction: Any, low: float | No
     u = _unit(as_direction(direction, engine.model.config.get_text_config().hidden_size, "direction"))
 
     def cap(hidden: torch.Tensor, state: ForwardState) -> torch.Tensor:
-        unit = _row_vector(u, hidden.shape[0], hidden)
+        unit = _row_vector(u, hidden.shape[0], hidden, state)
         projection = (hidden * unit).sum(-1, keepdim=True)
         shift = projection.clamp(min=low, max=high) - projection
         return hidden + state.mask(mode).unsqueeze(-1).to(hidden.dtype) * shift * unit
@@ -161,7 +174,7 @@ def neuron_edit(engine: HookEngine, block: int, boost_index: Sequence[int] | tor
         add, cap = cache[key]
         selected = state.mask(mode).unsqueeze(-1)
         if per_row:
-            row_coef = _row_coef(coef, output.shape[0], output)
+            row_coef = _row_coef(coef, output.shape[0], output, state)
             # a row whose coefficient is 0 carries no persona: neither boosted nor clamped
             selected = selected & (row_coef != 0)
             add = row_coef * add

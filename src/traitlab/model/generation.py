@@ -7,9 +7,10 @@ the tokens fed after it are masked out (attention mask 0, role PAD), so hooks ne
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -113,6 +114,25 @@ def _accepts_logits_to_keep(model: torch.nn.Module) -> bool:
     return "logits_to_keep" in inspect.signature(model.forward).parameters
 
 
+@contextlib.contextmanager
+def _rows_in_flight(tracker: Any, total: int) -> Iterator[Callable[[list[int]], None]]:
+    """Publish each chunk's row indices on ``tracker.state.rows`` so per-row edits follow the sorted,
+    chunked batches (a tracker without a state, as in plain tests, is left alone)."""
+    state = getattr(tracker, "state", None)
+    if state is not None:
+        state.total_rows = total
+
+    def set_rows(rows: list[int]) -> None:
+        if state is not None:
+            state.rows = torch.tensor(rows)
+
+    try:
+        yield set_rows
+    finally:
+        if state is not None:
+            state.rows = None
+
+
 def generate_ids(model: torch.nn.Module, tracker: Any, prompt_ids: Sequence[Sequence[int]], pad_token_id: int,
                  stop_ids: Sequence[int], params: SamplingParams, on_token: TokenCallback | None = None,
                  batch_size: int = 32, progress: bool = True) -> tuple[list[list[int]], list[bool]]:
@@ -126,8 +146,9 @@ def generate_ids(model: torch.nn.Module, tracker: Any, prompt_ids: Sequence[Sequ
     generator = torch.Generator(device=device).manual_seed(params.seed) if params.temperature > 0 else None
     stops = torch.tensor(list(stop_ids), dtype=torch.long, device=device)
     extra = {"logits_to_keep": 1} if _accepts_logits_to_keep(model) else {}
-    with torch.no_grad(), tracker.tracking():
+    with torch.no_grad(), tracker.tracking(), _rows_in_flight(tracker, len(prompt_ids)) as set_rows:
         for rows in track(chunks, "generating", total=len(chunks), enabled=progress and len(chunks) > 1):
+            set_rows(rows)
             input_ids, attention_mask, _ = pack([prompt_ids[i] for i in rows], [[] for _ in rows], pad_token_id)
             input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
             position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)

@@ -32,6 +32,8 @@ class ForwardState:
     def __init__(self) -> None:
         self.roles: torch.Tensor | None = None
         self.explicit_roles: torch.Tensor | None = None
+        self.rows: torch.Tensor | None = None  # the caller's row indices of the batch in flight, when chunked
+        self.total_rows = 0
         self._masks: dict[str, torch.Tensor] = {}
 
     def set_roles(self, roles: torch.Tensor) -> None:
