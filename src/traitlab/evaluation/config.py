@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from traitlab.errors import ConfigError, TraitlabError, validation_message
 
-SUITES = ("questionnaire", "situational", "coherence", "capability")
+SUITES = ("questionnaire", "situational", "coherence", "capability", "monitor")
 BIG_FIVE = ("openness", "conscientiousness", "extraversion", "agreeableness", "neuroticism")
 
 
@@ -74,6 +74,14 @@ class CoherenceConfig(_Strict):
     fluency: bool = True
 
 
+class MonitorConfig(_Strict):
+    """Persona-vector monitoring (Chen et al. 2025, §4): last-prompt-token projections vs judged answers."""
+
+    n_questions: int = Field(default=6, ge=2)
+    max_new_tokens: int = Field(default=64, ge=1)
+    batch_size: int = Field(default=32, ge=1)
+
+
 class CapabilityConfig(_Strict):
     file: str | None = None
     max_questions: int | None = Field(default=None, ge=1)
@@ -87,6 +95,7 @@ class Evaluations(_Strict):
     situational: SituationalConfig | None = None
     coherence: CoherenceConfig | None = None
     capability: CapabilityConfig | None = None
+    monitor: MonitorConfig | None = None
 
     @model_validator(mode="before")
     @classmethod

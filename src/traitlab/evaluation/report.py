@@ -1,11 +1,12 @@
 """Reports of an experiment: ``summary.csv``, a self-contained ``report.html`` and a rich table.
 
 Rows (one per cell, as ``run_experiment`` returns them) are aggregated over seeds per condition (method
-label, scale, trait). The HTML has these sections (``id``): ``summary`` (one line per condition), ``npti``
-(NPTI-style table: mean and variance of the trait expression per trait per method), ``heatmap`` (method ×
-trait, embedded PNG), ``dose-response`` (curves of each swept method, with r, ρ, monotonicity and the
-breakdown scale) and ``examples`` (answers). Plots are matplotlib PNGs embedded as base64: the file needs
-nothing else.
+label, scale, trait). The HTML has these sections (``id``), in order: ``table`` (method × trait: trait score
+mean ± SD, self-report, coherence, perplexity), ``dose-response`` (curves of each swept method, with r, ρ,
+monotonicity and the breakdown scale), ``monitor`` (persona-vector projection vs judged score), ``examples``
+(answers per method and pole), then ``summary`` (one line per condition), ``npti`` (NPTI-style table: mean and
+variance of the trait expression per trait per method) and ``heatmap`` (method × trait, embedded PNG).
+Plots are matplotlib PNGs embedded as base64: the file needs nothing else.
 """
 
 from __future__ import annotations
@@ -197,6 +198,53 @@ def dose_png(curves: Sequence[dict[str, Any]], trait: str, threshold: float) -> 
     return _png(fig)
 
 
+def reference_scale(scales: Sequence[float | None]) -> float | None:
+    """The scale a method is shown at in the method × trait table: its only one, else 1.0 (the fitted
+    strength) when swept over it, else the middle of the sweep."""
+    ordered = sorted({s for s in scales if s is not None})
+    if not ordered:
+        return None
+    return 1.0 if 1.0 in ordered else ordered[len(ordered) // 2]
+
+
+def method_trait_lines(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The summary lines of each method label at its reference scale, in experiment order."""
+    lines = summarize(rows)
+    scales: dict[str, list[float | None]] = {}
+    for line in lines:
+        scales.setdefault(line["label"], []).append(line["scale"])
+    return [line for line in lines if line["scale"] == reference_scale(scales[line["label"]])]
+
+
+def monitor_points(rows: Sequence[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    """Monitor records by (method label, trait spec), from the first seed that has one."""
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in rows:
+        for spec, record in ((row.get("result") or {}).get("monitor") or {}).items():
+            out.setdefault((row["label"], spec), record)
+    return out
+
+
+def monitor_png(records: dict[tuple[str, str], dict[str, Any]]) -> str:
+    """One scatter per (method, trait): last-prompt projection vs judged score, coloured by system prompt."""
+    plt = _plt()
+    n = len(records)
+    fig, axes = plt.subplots(1, n, figsize=(3.3 * n, 3.1), squeeze=False)
+    colors = {"suppress": "C3", "none": "C7", "promote": "C2"}
+    for ax, ((label, spec), record) in zip(axes[0], records.items(), strict=True):
+        for condition, color in colors.items():
+            pts = [p for p in record["points"] if p["condition"] == condition and p["score"] is not None]
+            ax.scatter([p["projection"] for p in pts], [p["score"] for p in pts], s=12, color=color,
+                       label=condition, alpha=0.8)
+        r = record.get("pearson_r")
+        ax.set_title(f"{spec} ({label}, L{record['layer']})\nr = {_fmt(r)}", fontsize=9)
+        ax.set_xlabel("last-prompt projection")
+        ax.set_ylim(-2, 102)
+    axes[0][0].set_ylabel("judged trait score")
+    axes[0][0].legend(fontsize=7)
+    return _png(fig)
+
+
 # ---------------------------------------------------------------------------------------------- html
 
 _CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px;color:#222}
@@ -215,7 +263,69 @@ def _table(headers: Sequence[str], body: Sequence[Sequence[Any]], left: int = 1)
     return f"<table><tr>{head}</tr>{''.join(lines)}</table>"
 
 
+def _method_trait_section(rows: Sequence[dict[str, Any]]) -> str:
+    """Methods as rows, traits as columns: judged trait expression mean ± SD (SD = √ of the answers'
+    variance), then self-report, coherence and perplexity averaged over the traits. Each number cell
+    carries ``data-label``/``data-trait``/``data-metric``/``data-value`` so it can be checked against
+    ``results.jsonl``."""
+    lines = method_trait_lines(rows)
+    traits = list(dict.fromkeys(x["trait"] for x in lines))
+    labels = list(dict.fromkeys(x["label"] for x in lines))
+    by = {(x["label"], x["trait"]): x for x in lines}
+    extra = [m for m in ("questionnaire", "coherence", "perplexity") if any(x[m] is not None for x in lines)]
+    head = "".join(f"<th>{html.escape(t)}</th>" for t in traits)
+    head += "".join(f"<th>{html.escape(SHORT[m])} (mean)</th>" for m in extra)
+    body = []
+    for label in labels:
+        mine = [by[(label, t)] for t in traits if (label, t) in by]
+        scale = mine[0]["scale"]
+        name = label if scale is None else f"{label} @ {scale:g}"
+        cells = [f"<td class='l'>{html.escape(name)}</td>"]
+        for trait in traits:
+            x = by.get((label, trait))
+            mean = None if x is None else x["trait_expression"]
+            if mean is None:
+                cells.append("<td>-</td>")
+                continue
+            sd = math.sqrt(x["expression_var"]) if x["expression_var"] is not None else None
+            text = f"{mean:.1f}" + ("" if sd is None else f" ± {sd:.1f}")
+            cells.append(f"<td data-label='{html.escape(label)}' data-trait='{html.escape(trait)}' "
+                         f"data-metric='trait_expression' data-value='{mean:.4f}'>{text}</td>")
+        for metric in extra:
+            value = scoring.mean(v for v in (x[metric] for x in mine) if v is not None)
+            attrs = (f" data-label='{html.escape(label)}' data-metric='{metric}' data-value='{value:.4f}'"
+                     if value is not None else "")
+            cells.append(f"<td{attrs}>{_fmt(value)}</td>")
+        body.append(f"<tr>{''.join(cells)}</tr>")
+    return (f"<section id='table'><h2>Method × trait</h2><table id='method-trait'><tr><th class='l'>method</th>"
+            f"{head}</tr>{''.join(body)}</table><p class='small'>cells: judged expression of the trait's pole "
+            "(0-100), mean ± SD over the answers; self-report: questionnaire 1-5 on the trait axis; coherence "
+            "0-100; perplexity of the answers under the un-intervened model. Swept methods are shown at scale "
+            "1 (the fitted strength); the dose-response section has the rest.</p></section>")
+
+
+def _examples_section(rows: Sequence[dict[str, Any]]) -> str:
+    """Example answers per method (at its reference scale) and evaluated pole."""
+    shown = {(x["label"], x["scale"]) for x in method_trait_lines(rows)}
+    parts = ["<section id='examples'><h2>Example answers</h2>"]
+    count = 0
+    for row in rows:
+        if row.get("seed") != rows[0].get("seed") or (row["label"], row.get("scale")) not in shown:
+            continue
+        for spec, sit in (row.get("result", {}).get("situational") or {}).items():
+            for ex in sit.get("examples", [])[:2]:
+                parts.append(f"<div class='ex'><b>{html.escape(row['label'])}</b> · {html.escape(spec)} · "
+                             f"expression {_fmt(ex.get('expression'), 0)} · coherence {_fmt(ex.get('coherence'), 0)}"
+                             f"<div class='q'>Q: {html.escape(ex['question'])}</div>"
+                             f"<div>A: {html.escape(ex['answer'])}</div></div>")
+                count += 1
+    if not count:
+        parts.append("<p>no situational answers in this experiment</p>")
+    return "".join(parts) + "</section>"
+
+
 def render_html(rows: Sequence[dict[str, Any]], title: str = "traitlab report", threshold: float = 50.0) -> str:
+    """The report: method × trait table, dose-response, monitor, example answers, then the details."""
     lines = summarize(rows)
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
              f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>"]
@@ -223,8 +333,38 @@ def render_html(rows: Sequence[dict[str, Any]], title: str = "traitlab report", 
     judges = sorted({str(r.get("judge")) for r in rows})
     parts.append(f"<p class='small'>model: {html.escape(', '.join(models))} · judge: {html.escape(', '.join(judges))}"
                  f" · {len(rows)} cells</p>")
+    parts.append(_method_trait_section(rows))
+
+    parts.append("<section id='dose-response'><h2>Dose–response</h2>")
+    curves = dose_curves(rows, threshold)
+    if not curves:
+        parts.append("<p>no swept method (add <code>sweep: {scale: [...]}</code> to a method)</p>")
+    else:
+        for trait in dict.fromkeys(c["trait"] for c in curves):
+            parts.append(f"<img alt='dose-response {html.escape(trait)}' "
+                         f"src='data:image/png;base64,{dose_png(curves, trait, threshold)}'>")
+        parts.append(_table(["method", "trait", "metric", "Pearson r", "Spearman ρ", "monotonicity",
+                             f"coherence < {threshold:g} at"],
+                            [[c["label"], c["trait"], c["metric"], c["pearson_r"], c["spearman_rho"],
+                              c["monotonicity"], c["breakdown_scale"]] for c in curves], left=3))
+    parts.append("</section><section id='monitor'><h2>Monitor: projection before the answer</h2>")
+    records = monitor_points(rows)
+    if records:
+        parts.append("<p class='small'>Each point is one system prompt (suppressing, none or promoting the trait) "
+                     "and question: the persona vector's projection at the last prompt token, read before the "
+                     "model answers, against the judged score of its answer.</p>")
+        parts.append(f"<img alt='monitor projections' src='data:image/png;base64,{monitor_png(records)}'>")
+        parts.append(_table(["method", "trait", "layer", "Pearson r", "points"],
+                            [[label, spec, r["layer"], r["pearson_r"], len(r["points"])]
+                             for (label, spec), r in records.items()], left=2))
+    else:
+        parts.append("<p>no monitor records (add <code>monitor: {}</code> to the evaluations of an experiment "
+                     "with persona vectors)</p>")
+    parts.append("</section>")
+    parts.append(_examples_section(rows))
+
     shown = [m for m in (*METRICS, "capability_retention") if any(line[m] is not None for line in lines)]
-    parts.append("<section id='summary'><h2>Summary</h2>")
+    parts.append("<section id='summary'><h2>Every condition</h2>")
     parts.append(_table(["method", "trait", "seeds", *shown],
                         [[_condition(x), x["trait"], x["seeds"], *(x[m] for m in shown)] for x in lines], left=2))
     parts.append("<p class='small'>questionnaire: self-report 1-5 on the trait axis; trait expression: judged "
@@ -251,33 +391,6 @@ def render_html(rows: Sequence[dict[str, Any]], title: str = "traitlab report", 
     heat = heatmap_png(lines)
     parts.append(f"<img alt='heatmap of {heat[0]}' src='data:image/png;base64,{heat[1]}'>" if heat
                  else "<p>no scores to plot</p>")
-    parts.append("</section><section id='dose-response'><h2>Dose–response</h2>")
-    curves = dose_curves(rows, threshold)
-    if not curves:
-        parts.append("<p>no swept method (add <code>sweep: {scale: [...]}</code> to a method)</p>")
-    else:
-        parts.append(_table(["method", "trait", "metric", "Pearson r", "Spearman ρ", "monotonicity",
-                             f"coherence < {threshold:g} at"],
-                            [[c["label"], c["trait"], c["metric"], c["pearson_r"], c["spearman_rho"],
-                              c["monotonicity"], c["breakdown_scale"]] for c in curves], left=3))
-        for trait in dict.fromkeys(c["trait"] for c in curves):
-            parts.append(f"<img alt='dose-response {html.escape(trait)}' "
-                         f"src='data:image/png;base64,{dose_png(curves, trait, threshold)}'>")
-    parts.append("</section><section id='examples'><h2>Example answers</h2>")
-    count = 0
-    for row in rows:
-        if row.get("seed") != rows[0].get("seed"):
-            continue
-        for spec, sit in (row.get("result", {}).get("situational") or {}).items():
-            for ex in sit.get("examples", [])[:2]:
-                scale = "" if row.get("scale") is None else f" @ {row['scale']:g}"
-                parts.append(f"<div class='ex'><b>{html.escape(row['label'] + scale)}</b> · {html.escape(spec)} · "
-                             f"expression {_fmt(ex.get('expression'), 0)} · coherence {_fmt(ex.get('coherence'), 0)}"
-                             f"<div class='q'>Q: {html.escape(ex['question'])}</div>"
-                             f"<div>A: {html.escape(ex['answer'])}</div></div>")
-                count += 1
-    if not count:
-        parts.append("<p>no situational answers in this experiment</p>")
     parts.append("</section></body></html>")
     return "".join(parts)
 

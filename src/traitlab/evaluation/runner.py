@@ -104,7 +104,8 @@ def run_experiment(config: Experiment | str | os.PathLike[str] | dict[str, Any],
         for cell in track(todo, "cells", total=len(todo), enabled=progress):
             spec = specs[cell.trait]
             slot = (cell.method.key, cell.trait)
-            if slot not in built:
+            first_of_slot = slot not in built
+            if first_of_slot:
                 workdir = out / "work" / cell.method.key / spec.name
                 workdir.mkdir(parents=True, exist_ok=True)
                 built[slot] = build(cell.method.name, lm, spec, cell.method.params, workdir)
@@ -112,7 +113,8 @@ def run_experiment(config: Experiment | str | os.PathLike[str] | dict[str, Any],
             if intervention is not None and cell.scale is not None:
                 intervention = intervention.scaled(cell.scale)
             start = time.perf_counter()
-            result = evaluate(lm, intervention, [spec], experiment.evaluations, judges, cell.seed, progress=False)
+            result = evaluate(lm, intervention, [spec], experiment.evaluations, judges, cell.seed, progress=False,
+                              monitor=first_of_slot)
             row = {
                 "key": cell.key, "experiment": experiment.name, "model": experiment.model,
                 "method": cell.method.name, "label": cell.method.key, "trait": cell.trait, "spec": spec.name,

@@ -133,10 +133,22 @@ def run_capability(lm: LoadedModel, intervention: Intervention | None, config: C
 
 
 def evaluate(lm: LoadedModel, intervention: Intervention | None, specs: Sequence[Any], evaluations: Evaluations,
-             judges: Judges, seed: int = 0, progress: bool = False) -> dict[str, Any]:
-    """Run the requested suites for one condition; situational/coherence run per trait spec."""
+             judges: Judges, seed: int = 0, progress: bool = False, monitor: bool = True) -> dict[str, Any]:
+    """Run the requested suites for one condition; situational/coherence/monitor run per trait spec. The
+    monitor (un-intervened, so the same for every scale of one intervention) runs only when ``monitor``."""
     out: dict[str, Any] = {}
     ev = evaluations
+    if ev.monitor is not None and monitor:
+        from traitlab.evaluation.monitoring import run_monitor
+
+        found = {}
+        for spec in specs:
+            judge, _ = judges.trait_judge(spec)
+            record = run_monitor(lm, intervention, spec, judge, spec.rubric, ev.monitor)
+            if record is not None:
+                found[spec.name] = record
+        if found:
+            out["monitor"] = found
     if ev.questionnaire is not None:
         out["questionnaire"] = run_questionnaire(lm, intervention, ev.questionnaire, seed, progress)
     if ev.situational is not None or ev.coherence is not None:
