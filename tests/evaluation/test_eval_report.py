@@ -60,21 +60,29 @@ def _rows():
     return rows
 
 
+def _mean(values):
+    present = [v for v in values if v is not None]
+    return sum(present) / len(present) if present else None
+
+
 def expected_cells(rows):
-    """From results rows alone: each label at scale 1 (or its only scale), seed-averaged."""
+    """From results rows alone: each label at scale 1 (or its only scale), seed-averaged; the extra columns
+    average the per-trait means."""
     out = {}
     for label in dict.fromkeys(r["label"] for r in rows):
         mine = [r for r in rows if r["label"] == label]
         scales = {r["scale"] for r in mine}
         ref = 1.0 if 1.0 in scales else next(iter(scales))
-        for trait in dict.fromkeys(r["trait"] for r in mine):
-            cell = [r["trait_expression"] for r in mine if r["trait"] == trait and r["scale"] == ref]
-            out[(label, trait, "trait_expression")] = sum(cell) / len(cell)
+        at_ref = [r for r in mine if r["scale"] == ref]
+        traits = list(dict.fromkeys(r["trait"] for r in at_ref))
+        for trait in traits:
+            value = _mean([r["trait_expression"] for r in at_ref if r["trait"] == trait])
+            if value is not None:
+                out[(label, trait, "trait_expression")] = value
         for metric in ("questionnaire", "coherence", "perplexity"):
-            per_trait = [sum(r[metric] for r in mine if r["trait"] == t and r["scale"] == ref)
-                         / sum(1 for r in mine if r["trait"] == t and r["scale"] == ref)
-                         for t in dict.fromkeys(r["trait"] for r in mine)]
-            out[(label, None, metric)] = sum(per_trait) / len(per_trait)
+            value = _mean([_mean([r.get(metric) for r in at_ref if r["trait"] == t]) for t in traits])
+            if value is not None:
+                out[(label, None, metric)] = value
     return out
 
 
