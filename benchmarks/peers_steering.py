@@ -22,18 +22,34 @@ def timed(fn, repeats=3):
     return sorted(best)[len(best) // 2]
 
 
+def load_tokenizer(folder):
+    """transformers < 5 does not know the ``TokenizersBackend`` class that transformers 5 writes (the organism's
+    folder): read its ``tokenizer.json`` as a fast tokenizer with the same special tokens."""
+    try:
+        return AutoTokenizer.from_pretrained(folder)
+    except ValueError:
+        from pathlib import Path
+
+        from transformers import PreTrainedTokenizerFast
+
+        config = json.loads((Path(folder) / "tokenizer_config.json").read_text())
+        return PreTrainedTokenizerFast(tokenizer_file=str(Path(folder) / "tokenizer.json"),
+                                       eos_token=config.get("eos_token"), pad_token=config.get("pad_token"))
+
+
 def main():
     with open(sys.argv[1]) as handle:
         job = json.load(handle)
     torch.set_num_threads(2)
-    tokenizer = AutoTokenizer.from_pretrained(job["model"])
+    tokenizer = load_tokenizer(job["model"])
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(job["model"], torch_dtype=torch.float32).eval()
     positives, negatives = job["pairs"]
     layer, new_tokens = job["layer"], job["new_tokens"]
-    batch = tokenizer(job["prompts"], return_tensors="pt", padding=True, add_special_tokens=False)
+    batch = tokenizer(job["prompts"], return_tensors="pt", padding=True, add_special_tokens=False,
+                      return_token_type_ids=False)
     generate = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
                     pad_token_id=tokenizer.pad_token_id)
     tokens = len(job["prompts"]) * new_tokens

@@ -63,8 +63,8 @@ def extraction_figures(lm: LoadedModel, pos: Generation, neg: Generation) -> dic
     result: dict[str, torch.Tensor] = {}
 
     def traitlab_way() -> None:
-        p = row_activations(lm, pos, rows, batch_size=64)["response_avg"].mean(0)
-        n = row_activations(lm, neg, rows, batch_size=64)["response_avg"].mean(0)
+        p = row_activations(lm, pos, rows, batch_size=16)["response_avg"].mean(0)
+        n = row_activations(lm, neg, rows, batch_size=16)["response_avg"].mean(0)
         result["traitlab"] = p - n
 
     def reference_way() -> None:
@@ -82,8 +82,8 @@ def traitlab_peer_figures(lm: LoadedModel, pos: Generation, neg: Generation, pro
     """The same two jobs the peers do: a vector from the pairs at every layer, and steered greedy generation."""
     rows = list(range(len(pos.texts)))
     start = time.perf_counter()
-    vector = (row_activations(lm, pos, rows, 64)["response_avg"].mean(0)
-              - row_activations(lm, neg, rows, 64)["response_avg"].mean(0))
+    vector = (row_activations(lm, pos, rows, 16)["response_avg"].mean(0)
+              - row_activations(lm, neg, rows, 16)["response_avg"].mean(0))
     extract_s = time.perf_counter() - start
 
     prompt_ids = lm.encode(lm.render(prompts))

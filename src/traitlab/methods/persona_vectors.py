@@ -129,18 +129,26 @@ def _chunks(rows: Sequence[int], size: int) -> Iterator[list[int]]:
 
 def row_activations(lm: LoadedModel, generation: Generation, rows: Sequence[int],
                     batch_size: int = 32) -> dict[str, torch.Tensor]:
-    """Per-row mean activations ``[len(rows), L+1, d]`` for each variant, from batched teacher-forced passes."""
+    """Per-row mean activations ``[len(rows), L+1, d]`` for each variant, from batched teacher-forced passes.
+
+    Rows go through in order of length (little padding) and each pass stops after the last block (no final
+    norm, no LM head); the result is in the order of ``rows``."""
     layers = list(range(lm.num_layers + 1))
+    rows = list(rows)
+    length = [len(generation.prompt_ids[i]) + len(generation.response_ids[i]) for i in rows]
+    order = sorted(range(len(rows)), key=length.__getitem__)
     parts: dict[str, list[torch.Tensor]] = {variant: [] for variant in VARIANTS}
-    chunks = list(_chunks(rows, batch_size))
+    chunks = list(_chunks([rows[k] for k in order], batch_size))
     for chunk in track(chunks, "capturing activations", total=len(chunks), enabled=len(chunks) > 1):
         input_ids, attention_mask, roles = (t.to(lm.device) for t in generation.batch(chunk))
         with capture_residual(lm, layers, "response") as response, capture_residual(lm, layers, "prompt") as \
-                prompt, capture_residual(lm, layers, "last_prompt") as last:
+                prompt, capture_residual(lm, layers, "last_prompt", stop_after_last=True) as last:
             teacher_forced(lm, input_ids, attention_mask, roles)
         for variant, capture in zip(VARIANTS, (response, prompt, last), strict=True):
             parts[variant].append(capture.means().cpu())
-    return {variant: torch.cat(chunks_, dim=0) for variant, chunks_ in parts.items()}
+    restore = torch.empty(len(rows), dtype=torch.long)
+    restore[torch.tensor(order)] = torch.arange(len(rows))
+    return {variant: torch.cat(chunks_, dim=0)[restore] for variant, chunks_ in parts.items()}
 
 
 def separation(pos: torch.Tensor, neg: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
