@@ -43,7 +43,7 @@ def oracle(lm: LoadedModel, questions: list[str], trait: str) -> float:
 
 def questionnaire(lm: LoadedModel, vector: PersonalityVector | None, trait: str, inventory: Any) -> float | None:
     result = administer(lm, inventory, intervention=vector, scoring_mode="logprob", progress=False).to_dict()
-    return result["traits"][trait]["mean"]
+    return result["traits"][trait]["score"]
 
 
 def single_vectors(lm: LoadedModel, questions: list[str], settings: FinetuneSettings, quick: bool,

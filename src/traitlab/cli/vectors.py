@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from traitlab.cli.common import MODEL, console, key_value_table
+from traitlab.cli.common import DEVICE, DTYPE, MODEL, console, key_value_table
 from traitlab.cli.judging import JUDGE, JUDGE_CACHE, JUDGE_MODEL, JUDGE_URL, check_judge_options, make_judges
 from traitlab.errors import ConfigError
 from traitlab.interventions import load_intervention
@@ -82,15 +82,18 @@ def extract(
     do_sweep: bool = typer.Option(False, "--sweep", help="Also choose layer and coefficient by steering."),
     layers: str | None = typer.Option(None, "--layers", help="Sweep layers, e.g. 2-5 or 2,4 (default all)."),
     coefs: str = typer.Option("1,2,4", "--coefs", help="Sweep coefficients."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Rows per generation and capture batch."),
+    dtype: str | None = DTYPE,
+    device: str | None = DEVICE,
 ) -> None:
     """Extract a persona vector for a trait: contrastive answers, judge filter, mean activation difference."""
     spec = load_trait(trait)
     kind = check_judge_options(judge, judge_url, judge_model, model)
     settings = ExtractionSettings(n_per_question, temperature, 1.0, max_new_tokens, seed, trait_threshold,
-                                  coherence_threshold, min_pairs)
+                                  coherence_threshold, min_pairs, batch_size)
     layer_list, coef_list = parse_numbers(layers, int), parse_numbers(coefs)
     _check_out(out)
-    lm = load_model(model)
+    lm = load_model(model, dtype=dtype, device=device)
     trait_judge, coherence_judge = make_judges(kind, spec, lm, judge_url, judge_model, judge_cache)
     from traitlab.methods.persona_vectors import extract as run_extraction
 
@@ -117,6 +120,8 @@ def sweep_command(
     coefs: str = typer.Option("1,2,4", "--coefs"),
     coherence_threshold: float = typer.Option(50.0, "--coherence-threshold"),
     max_new_tokens: int = typer.Option(64, "--max-new-tokens"),
+    dtype: str | None = DTYPE,
+    device: str | None = DEVICE,
 ) -> None:
     """Steer held-out questions over layers × coefficients and keep the best coherent cell."""
     spec = load_trait(trait)
@@ -124,7 +129,7 @@ def sweep_command(
     layer_list, coef_list = parse_numbers(layers, int), parse_numbers(coefs)
     _check_out(out)
     vector = _load_vector(vector_path)
-    lm = load_model(model)
+    lm = load_model(model, dtype=dtype, device=device)
     vector.check_model(lm)
     trait_judge, coherence_judge = make_judges(kind, spec, lm, judge_url, judge_model, judge_cache)
     chosen = _sweep_and_print(lm, vector, spec, trait_judge, coherence_judge, layer_list, coef_list,
