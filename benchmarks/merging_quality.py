@@ -73,6 +73,10 @@ def single_vectors(lm: LoadedModel, questions: list[str], settings: FinetuneSett
     return rows, vectors
 
 
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
 def composition(lm: LoadedModel, vectors: dict[str, PersonalityVector], questions: list[str]) -> dict[str, Any]:
     highs = [vectors[f"{trait}_high"] for trait in TRAITS]
     alphas = [0.0, 0.1, 0.2, 0.3, 0.4]
@@ -87,9 +91,11 @@ def composition(lm: LoadedModel, vectors: dict[str, PersonalityVector], question
             scorer = OracleScorer()
             for trait in TRAITS:
                 scores[trait].append(round(statistics.fmean(scorer.trait_score(t, trait) for t in texts), 2))
-        out[label] = {trait: {"r": round(pearson(alphas, s), 3), "score_at_0.4": s[-1], "score_at_0": s[0]}
+        # r is None when a trait's score does not move at all
+        out[label] = {trait: {"r": _round(pearson(alphas, s)), "score_at_0.4": s[-1], "score_at_0": s[0]}
                       for trait, s in scores.items()}
-        out[label]["mean_r"] = round(statistics.fmean(v["r"] for v in out[label].values()), 3)
+        rs = [v["r"] for v in out[label].values() if v["r"] is not None]
+        out[label]["mean_r"] = round(statistics.fmean(rs), 3) if rs else None
         print(f"composition {label}: mean r {out[label]['mean_r']}", flush=True)
     return out
 
