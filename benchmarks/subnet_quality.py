@@ -18,7 +18,6 @@ Run: ``python -m benchmarks.subnet_quality [--model traitlab/persona-tiny] [--qu
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import statistics
@@ -29,6 +28,7 @@ from typing import Any
 
 import torch
 
+from tests.helpers import weights_hash
 from traitlab.evaluation.capability import neutral_perplexity
 from traitlab.evaluation.judges import PerplexityCoherenceJudge
 from traitlab.interventions import Intervention, compose
@@ -44,12 +44,6 @@ SPARSITIES = (0.1, 0.3, 0.5)
 MAX_NEW_TOKENS = 64
 
 
-def weights_hash(model: torch.nn.Module) -> str:
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().contiguous().view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
 
 
 class Evaluator:

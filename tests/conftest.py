@@ -25,6 +25,14 @@ def llama():
     return cached_tiny("llama")
 
 
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory):
+    """A tiny random Llama saved as a model folder (read-only for the tests)."""
+    from tests.helpers import save_model
+
+    return save_model(tiny_model("llama"), tmp_path_factory.mktemp("tiny-llama"))
+
+
 @pytest.fixture
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():

@@ -14,15 +14,6 @@ from traitlab.methods import ResidualSteering
 from traitlab.model.tiny import tiny_model
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    lm = tiny_model("llama")
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    lm.model.save_pretrained(folder)
-    lm.tokenizer.save_pretrained(folder)
-    return folder
-
-
 def run_cli(args: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
     monkeypatch.setattr(sys, "argv", ["traitlab", *args])
     code = 0

@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 
 import pytest
 import torch
 
 from tests.conftest import cached_tiny
+from tests.helpers import weights_hash
 from traitlab import compose, load_intervention
 from traitlab.errors import ArtifactError, ConfigError
 from traitlab.interventions import parse_apply_spec, read_artifact
 from traitlab.methods import PromptIntervention, ResidualSteering, WeightDelta
 from traitlab.model.tiny import tiny_model
-
-
-def _weights_hash(model: torch.nn.Module) -> str:
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().contiguous().view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
 
 
 def _steering(lm, coef_layers=(1, 2)):
@@ -104,19 +96,19 @@ def test_writes_are_atomic(llama, tmp_path, monkeypatch):
 
 
 def test_weight_delta_restores_bit_exactly(llama):
-    before = _weights_hash(llama.model)
+    before = weights_hash(llama.model)
     generator = torch.Generator().manual_seed(5)
     deltas = {name: torch.randn(p.shape, generator=generator) * 0.05
               for name, p in llama.model.named_parameters() if name.endswith("mlp.down_proj.weight")}
     delta = WeightDelta(deltas, fingerprint=llama.fingerprint)
     plain = llama.generate_chat(["hello"], max_new_tokens=8).response_ids
     with delta.scaled(3).applied(llama):
-        assert _weights_hash(llama.model) != before
+        assert weights_hash(llama.model) != before
         assert llama.generate_chat(["hello"], max_new_tokens=8).response_ids != plain
-    assert _weights_hash(llama.model) == before
+    assert weights_hash(llama.model) == before
     with pytest.raises(RuntimeError, match="inside"), delta.applied(llama):
         raise RuntimeError("inside")
-    assert _weights_hash(llama.model) == before
+    assert weights_hash(llama.model) == before
     name = next(iter(deltas))
     original = dict(llama.model.named_parameters())[name].detach().clone()
     with delta.applied(llama):

@@ -15,21 +15,11 @@ from traitlab.evaluation import suite as suite_module
 from traitlab.evaluation.config import load_experiment
 from traitlab.evaluation.methods import METHODS, register_method
 from traitlab.evaluation.runner import read_results, run_experiment
-from traitlab.model.tiny import tiny_model
 
 SPEC = {"name": "tiny_extraversion", "trait": "extraversion", "pole": "high",
         "instruction": [{"pos": "Be loud.", "neg": "Be quiet."},
                         {"pos": "You love crowds.", "neg": "You hate crowds."}],
         "questions": ["Plans?", "Hi?", "Why?"], "eval_prompt": "Q {question} A {answer} Score 0-100:"}
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    lm = tiny_model("llama")
-    folder = tmp_path_factory.mktemp("tiny-llama-eval")
-    lm.model.save_pretrained(folder)
-    lm.tokenizer.save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from tests.core.test_interventions import _weights_hash
+from tests.helpers import weights_hash
 from traitlab import load_intervention
 from traitlab.errors import ArtifactError, ConfigError
 from traitlab.methods.merge_math import dare_mask, magnitude_mask, merge_deltas, rescaled
@@ -57,14 +57,14 @@ def test_task_arithmetic_alpha_one_reproduces_the_tuned_model(checkpoints, tmp_p
                                    trait="extraversion", pole="high")
     vector = load_intervention(path, base)
     assert isinstance(vector, PersonalityVector) and vector.trait == "extraversion"
-    before = _weights_hash(base.model)
+    before = weights_hash(base.model)
     tuned_params = dict(tuned.model.named_parameters())
     with vector.applied(base):
         worst = max(float((p - tuned_params[n]).abs().max()) for n, p in base.model.named_parameters())
     assert worst <= 1e-6
-    assert _weights_hash(base.model) == before
+    assert weights_hash(base.model) == before
     with vector.scaled(0.0).applied(base):
-        assert _weights_hash(base.model) == before
+        assert weights_hash(base.model) == before
     ties = merge_vectors([(vector, 1.0, 1.0)], "ties")
     with ties.applied(base):
         worst = max(float((p - tuned_params[n]).abs().max()) for n, p in base.model.named_parameters())
@@ -205,10 +205,10 @@ def test_transfer_checks_shapes():
     with pytest.raises(ArtifactError, match="made for another model"), vector.applied(target):
         pass
     moved = vector.transfer_to(target)
-    before = _weights_hash(target.model)
+    before = weights_hash(target.model)
     with moved.applied(target):
-        assert _weights_hash(target.model) != before
-    assert _weights_hash(target.model) == before
+        assert weights_hash(target.model) != before
+    assert weights_hash(target.model) == before
     wider = tiny_model("llama", hidden_size=32, intermediate_size=64)
     with pytest.raises(ArtifactError, match="cannot transfer"):
         vector.transfer_to(wider)

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from tests.core.test_cli import run_cli
+from tests.helpers import save_model
 from traitlab import load_intervention
 from traitlab.methods.neurons import NeuronInduction
 from traitlab.model.tiny import tiny_model
@@ -16,9 +17,7 @@ from traitlab.model.tiny import tiny_model
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("npti-cli")
-    lm = tiny_model("gpt2")
-    lm.model.save_pretrained(folder / "model")
-    lm.tokenizer.save_pretrained(folder / "model")
+    save_model(tiny_model("gpt2"), folder / "model")
     rows = [{"Extraversion": f"You love crowds {i}.", "Extraversion_reversed": f"You avoid crowds {i}."}
             for i in range(4)]
     (folder / "description.json").write_text("".join(json.dumps(r) + "\n" for r in rows))

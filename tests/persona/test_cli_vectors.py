@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from tests.core.test_cli import run_cli
+from tests.helpers import save_model
 from traitlab import load_intervention
 from traitlab.methods.persona_vectors import PersonaVector
 from traitlab.model.tiny import tiny_model
@@ -18,8 +19,7 @@ from traitlab.model.tiny import tiny_model
 def setup(tmp_path_factory):
     folder = tmp_path_factory.mktemp("cli")
     lm = tiny_model("llama")
-    lm.model.save_pretrained(folder / "model")
-    lm.tokenizer.save_pretrained(folder / "model")
+    save_model(lm, folder / "model")
     table = torch.randn(lm.num_layers + 1, lm.hidden_size, generator=torch.Generator().manual_seed(0))
     PersonaVector({"response_avg": table}, [2], trait="extraversion", pole="high",
                   fingerprint=lm.fingerprint).save(folder / "v.safetensors")

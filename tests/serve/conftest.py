@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.helpers import save_model
 from tests.serve.helpers import KEY, Server, digit_persona, persona_args, serve
 from traitlab.methods import PersonaVector, PromptIntervention, ResidualSteering, WeightDelta
 from traitlab.model import LoadedModel
@@ -42,9 +43,7 @@ def serve_assets(tmp_path_factory) -> dict[str, Path]:
     prompt, and a digit-boosting composite for the judge test)."""
     root = tmp_path_factory.mktemp("serve")
     lm = readable(tiny_model("llama"))
-    model_dir = root / "tiny-llama"
-    lm.model.save_pretrained(model_dir)
-    lm.tokenizer.save_pretrained(model_dir)
+    model_dir = save_model(lm, root / "tiny-llama")
     fp = lm.fingerprint
     gen = torch.Generator().manual_seed(7)
     d = lm.hidden_size

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tests.conftest import cached_tiny
-from tests.subnetworks.helpers import weights_hash
+from tests.helpers import weights_hash
 from traitlab.errors import ArtifactError, ConfigError
 from traitlab.interventions import load_intervention
 from traitlab.methods import subnet_calibration as calib

@@ -9,16 +9,6 @@ import pytest
 from tests.core.test_cli import run_cli
 from tests.subnetworks.helpers import SMALL_SPEC
 from traitlab.interventions import load_intervention
-from traitlab.model.tiny import tiny_model
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    lm = tiny_model("llama")
-    folder = tmp_path_factory.mktemp("tiny-llama-subnet")
-    lm.model.save_pretrained(folder)
-    lm.tokenizer.save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture

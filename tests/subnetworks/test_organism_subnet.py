@@ -6,7 +6,7 @@ import functools
 
 import pytest
 
-from tests.subnetworks.helpers import weights_hash
+from tests.helpers import weights_hash
 from traitlab.methods.subnet_calibration import GenerationSettings
 from traitlab.methods.subnetworks import FindSettings, SubnetworkSet, find
 from traitlab.traits import load_trait
