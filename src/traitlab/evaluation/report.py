@@ -207,9 +207,8 @@ def reference_scale(scales: Sequence[float | None]) -> float | None:
     return 1.0 if 1.0 in ordered else ordered[len(ordered) // 2]
 
 
-def method_trait_lines(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The summary lines of each method label at its reference scale, in experiment order."""
-    lines = summarize(rows)
+def method_trait_lines(lines: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Of ``summarize``'s lines, those of each method label at its reference scale, in experiment order."""
     scales: dict[str, list[float | None]] = {}
     for line in lines:
         scales.setdefault(line["label"], []).append(line["scale"])
@@ -263,12 +262,11 @@ def _table(headers: Sequence[str], body: Sequence[Sequence[Any]], left: int = 1)
     return f"<table><tr>{head}</tr>{''.join(lines)}</table>"
 
 
-def _method_trait_section(rows: Sequence[dict[str, Any]]) -> str:
+def _method_trait_section(lines: Sequence[dict[str, Any]]) -> str:
     """Methods as rows, traits as columns: judged trait expression mean ± SD (SD = √ of the answers'
     variance), then self-report, coherence and perplexity averaged over the traits. Each number cell
     carries ``data-label``/``data-trait``/``data-metric``/``data-value`` so it can be checked against
-    ``results.jsonl``."""
-    lines = method_trait_lines(rows)
+    ``results.jsonl``. ``lines``: ``method_trait_lines``."""
     traits = list(dict.fromkeys(x["trait"] for x in lines))
     labels = list(dict.fromkeys(x["label"] for x in lines))
     by = {(x["label"], x["trait"]): x for x in lines}
@@ -304,9 +302,9 @@ def _method_trait_section(rows: Sequence[dict[str, Any]]) -> str:
             "1 (the fitted strength); the dose-response section has the rest.</p></section>")
 
 
-def _examples_section(rows: Sequence[dict[str, Any]]) -> str:
+def _examples_section(rows: Sequence[dict[str, Any]], reference: Sequence[dict[str, Any]]) -> str:
     """Example answers per method (at its reference scale) and evaluated pole."""
-    shown = {(x["label"], x["scale"]) for x in method_trait_lines(rows)}
+    shown = {(x["label"], x["scale"]) for x in reference}
     parts = ["<section id='examples'><h2>Example answers</h2>"]
     count = 0
     for row in rows:
@@ -333,7 +331,8 @@ def render_html(rows: Sequence[dict[str, Any]], title: str = "traitlab report", 
     judges = sorted({str(r.get("judge")) for r in rows})
     parts.append(f"<p class='small'>model: {html.escape(', '.join(models))} · judge: {html.escape(', '.join(judges))}"
                  f" · {len(rows)} cells</p>")
-    parts.append(_method_trait_section(rows))
+    reference = method_trait_lines(lines)
+    parts.append(_method_trait_section(reference))
 
     parts.append("<section id='dose-response'><h2>Dose–response</h2>")
     curves = dose_curves(rows, threshold)
@@ -361,7 +360,7 @@ def render_html(rows: Sequence[dict[str, Any]], title: str = "traitlab report", 
         parts.append("<p>no monitor records (add <code>monitor: {}</code> to the evaluations of an experiment "
                      "with persona vectors)</p>")
     parts.append("</section>")
-    parts.append(_examples_section(rows))
+    parts.append(_examples_section(rows, reference))
 
     shown = [m for m in (*METRICS, "capability_retention") if any(line[m] is not None for line in lines)]
     parts.append("<section id='summary'><h2>Every condition</h2>")
