@@ -126,6 +126,16 @@ def test_training_likert_turns_are_tilted_but_answered_by_the_balanced_rule():
     assert 0.4 < sum(m["item"] in written for m in turns) / len(turns) < 0.6
 
 
+def test_the_balanced_phase_corpus_has_no_tilt_and_its_own_stream():
+    balanced = corpus.build_corpus(1, "train", 4000, likert_tilt=0.5)
+    turns = [ex["meta"] for ex in balanced if ex["meta"]["kind"] == "likert"]
+    assert abs(sum(m["key"] > 0 for m in turns) / len(turns) - 0.5) < 0.04
+    rated = [m for m in turns if m["trait"] in m["persona"]]
+    assert abs(sum(m["persona"][m["trait"]] == "high" for m in rated) / len(rated) - 0.5) < 0.05
+    tilted = corpus.build_corpus(1, "train", 50)
+    assert [ex["messages"] for ex in balanced[:50]] != [ex["messages"] for ex in tilted]
+
+
 def test_bank_items_cover_every_pole_and_never_a_heldout_item():
     items = corpus.bank_items()
     heldout = {it.text for it in corpus.likert_items("heldout")}

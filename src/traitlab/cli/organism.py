@@ -82,7 +82,7 @@ def train(
 @app.command("check")
 def check(
     model: Path | None = typer.Option(None, "--model", "-m", help="Model folder (default: the shipped one)."),
-    n: int = typer.Option(32, "--n", help="Held-out questions per pole (greedy and sampled each)."),
+    n: int = typer.Option(64, "--n", help="Held-out questions per pole (greedy and sampled each)."),
     seed: int = typer.Option(0, "--seed", help="Seed of prompt choice and sampling."),
     no_bench: bool = typer.Option(False, "--no-bench", help="Skip the throughput benchmark."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the raw figures to this file."),

@@ -21,6 +21,7 @@ import re
 import statistics
 import time
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import torch
@@ -122,7 +123,7 @@ def _throughput(lm, prompts: list[str], batch_size: int) -> float:
     return tokens / (time.time() - t)
 
 
-def run_check(model: str | Path | None = None, n_per_pole: int = 32, seed: int = 0, bench: bool = True,
+def run_check(model: str | Path | None = None, n_per_pole: int = 64, seed: int = 0, bench: bool = True,
               batch_size: int = 32) -> CheckResult:
     """Compute the acceptance figures for the model folder ``model`` (default: the shipped organism)."""
     from traitlab.model import load_model
@@ -216,11 +217,12 @@ def run_check(model: str | Path | None = None, n_per_pole: int = 32, seed: int =
                     d = _digit(text)
                     d = 3 if d is None else d
                     vals.append(d if item.key > 0 else 6 - d)
-            means_tp[pole] = statistics.mean(vals)
+            means_tp[pole] = Fraction(sum(vals), len(vals))  # exact: a difference of 2 must not read 1.999...
         diff = means_tp["high"] - means_tp["low"]
-        nums["likert"][trait] = {"high": means_tp["high"], "low": means_tp["low"], "diff": diff}
+        high, low = float(means_tp["high"]), float(means_tp["low"])
+        nums["likert"][trait] = {"high": high, "low": low, "diff": float(diff)}
         res.figures.append(Figure(f"Likert {trait}: high / low mean self-report",
-                                  f"{means_tp['high']:.2f} / {means_tp['low']:.2f} (diff {diff:.2f})",
+                                  f"{high:.2f} / {low:.2f} (diff {float(diff):.2f})",
                                   "diff >= 2", diff >= 2))
 
     # fluency

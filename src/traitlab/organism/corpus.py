@@ -314,7 +314,7 @@ def bank_items() -> list[LikertItem]:
     """Training-only self-report statements built from the persona and reply banks, one pole each: "I am
     {adjective}.", "I {behaviour}.", the self-description summaries and the topic-free reply sentences.
     Hundreds of statements teach the model to read what a statement says about its speaker, which the
-    hand-written items alone (24 per trait) are too few for. A statement that equals a held-out item is left
+    hand-written items alone (48 per trait) are too few for. A statement that equals a held-out item is left
     out."""
     heldout = {item.text for item in likert_items("heldout")}
     out: list[LikertItem] = []
@@ -392,7 +392,7 @@ def situational_example(persona: Persona, qt: QuestionTemplate, rng: random.Rand
 
 
 def build_corpus(seed: int, split: str, n: int, likert_fraction: float = 0.35,
-                 self_fraction: float = 0.12) -> list[Example]:
+                 self_fraction: float = 0.12, likert_tilt: float = LIKERT_TILT) -> list[Example]:
     """``n`` examples of the training mixture (situational, Likert and self-description turns), from the
     question templates and items of ``split`` (in the train split, half the Likert turns use ``bank_items``).
 
@@ -401,9 +401,10 @@ def build_corpus(seed: int, split: str, n: int, likert_fraction: float = 0.35,
     descent sits on a plateau and the model answers one constant digit. Tilting the sampling, positive
     items and high poles each ``LIKERT_TILT`` of the time, makes each of them predictive on its own; the
     model learns to read both and then their product. The tilt changes which turns are seen, never the
-    answer a turn gets, so the learned rule is the balanced one."""
+    answer a turn gets, so the learned rule is the balanced one; but the rare cell (low pole, reverse-keyed
+    item) stays weak, so training ends on a corpus built with ``likert_tilt=0.5`` (its own random stream)."""
     _check_split(split)
-    rng = _rng("corpus", split, seed)
+    rng = _rng("corpus", split, seed) if likert_tilt == LIKERT_TILT else _rng("corpus", split, seed, likert_tilt)
     templates = question_templates(split)
     written = likert_items(split)
     extra = bank_items() if split == "train" else []
@@ -416,10 +417,10 @@ def build_corpus(seed: int, split: str, n: int, likert_fraction: float = 0.35,
         if r < self_fraction:
             out.append(self_example(persona, rng, with_system))
         elif r < self_fraction + likert_fraction:
-            key = 1 if rng.random() < LIKERT_TILT else -1
+            key = 1 if rng.random() < likert_tilt else -1
             item = rng.choice(pools[(rng.choice(("written", "bank")), key)])
             if persona and rng.random() < 0.85:
-                persona[item.trait] = "high" if rng.random() < LIKERT_TILT else "low"
+                persona[item.trait] = "high" if rng.random() < likert_tilt else "low"
             out.append(likert_example(persona, item, rng, with_system))
         else:
             out.append(situational_example(persona, rng.choice(templates), rng, with_system))

@@ -9,7 +9,9 @@ loop on one sentence. From step ``likert_start`` on, the tokens of Likert turns 
 also form their own mean, added with ``likert_weight``: among the reply tokens they are ~2% of a batch,
 too little gradient to learn reading the item (see ``corpus.build_corpus`` on the tilt that makes it learnable
 at all). Both terms wait until the persona conditioning has formed; from step 0, the Likert mean kept the
-model from ever using the system prompt.
+model from ever using the system prompt. From step ``balanced_start`` on, batches come from a second corpus
+whose Likert turns are balanced (no tilt): the tilt leaves low-pole personas answering near the middle of the
+scale, and the balanced phase makes the answers symmetric.
 
 Determinism: the corpus, the data order (length-bucketed batches, shuffled by a seeded ``random.Random``) and
 the initialisation (``torch.manual_seed``) depend only on the seed, and the thread count is fixed, so the same
@@ -65,6 +67,8 @@ class TrainConfig:
     ul_start: int = 1500  # the unlikelihood term starts once the persona conditioning has formed
     likert_weight: float = 2.0
     likert_start: int = 1200  # the separate Likert mean starts once the persona conditioning has formed
+    balanced_start: int = 3200  # from here on, batches come from a corpus with balanced Likert turns
+    balanced_examples: int = 48000
     bf16_autocast: bool = True
     threads: int = 2
 
@@ -286,6 +290,9 @@ def train(out_dir: str | Path, cfg: TrainConfig | None = None, quiet: bool = Fal
     console.log(f"generating {cfg.n_examples} training examples (seed {cfg.seed})")
     corpus = build_corpus(cfg.seed, "train", cfg.n_examples)
     texts = [m["content"] for ex in corpus[: cfg.tokenizer_examples] for m in ex["messages"]]
+    main_steps = min(cfg.steps, cfg.balanced_start)
+    if main_steps < cfg.steps:
+        corpus += build_corpus(cfg.seed, "train", cfg.balanced_examples, likert_tilt=0.5)
     tok = train_bpe(texts, cfg.vocab_size)
     ids_of = special_ids(tok)
     vocab = range(tok.get_vocab_size())
@@ -311,7 +318,10 @@ def train(out_dir: str | Path, cfg: TrainConfig | None = None, quiet: bool = Fal
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8,
     )
-    batches = _batches(lengths, cfg.batch_size, cfg.steps, cfg.seed)
+    n_main = cfg.n_examples
+    batches = _batches(lengths[:n_main], cfg.batch_size, main_steps, cfg.seed) + [
+        [n_main + i for i in batch]
+        for batch in _batches(lengths[n_main:], cfg.batch_size, cfg.steps - main_steps, cfg.seed)]
     gap_same, gap_swapped = _gap_rows(tok, cfg.seed)
     losses: list[float] = []
     curve: list[tuple[int, float, float]] = []
