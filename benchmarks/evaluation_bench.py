@@ -40,9 +40,9 @@ def questionnaire_throughput(lm: LoadedModel, name: str, repeats: int, max_per_t
 
 
 def default_suite() -> None:
-    exe = shutil.which("traitlab") or f"{sys.executable} -m traitlab.cli"
+    exe = [shutil.which("traitlab")] if shutil.which("traitlab") else [sys.executable, "-m", "traitlab"]
     start = time.perf_counter()
-    done = subprocess.run([exe, "--quiet", "eval", "--model", "traitlab/persona-tiny"], capture_output=True,
+    done = subprocess.run([*exe, "--quiet", "eval", "--model", "traitlab/persona-tiny"], capture_output=True,
                           text=True)
     wall = time.perf_counter() - start
     if done.returncode != 0:
