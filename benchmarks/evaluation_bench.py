@@ -13,7 +13,6 @@ Run: ``python -m benchmarks.evaluation_bench [--model organism|smol|both] [--no-
 from __future__ import annotations
 
 import argparse
-import shutil
 import subprocess
 import sys
 import time
@@ -40,10 +39,9 @@ def questionnaire_throughput(lm: LoadedModel, name: str, repeats: int, max_per_t
 
 
 def default_suite() -> None:
-    exe = [shutil.which("traitlab")] if shutil.which("traitlab") else [sys.executable, "-m", "traitlab"]
     start = time.perf_counter()
-    done = subprocess.run([*exe, "--quiet", "eval", "--model", "traitlab/persona-tiny"], capture_output=True,
-                          text=True)
+    done = subprocess.run([sys.executable, "-m", "traitlab", "--quiet", "eval", "--model", "traitlab/persona-tiny"],
+                          capture_output=True, text=True)
     wall = time.perf_counter() - start
     if done.returncode != 0:
         print(f"[organism] default suite failed ({done.returncode}): {done.stderr.strip()[-300:]}")
