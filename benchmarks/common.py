@@ -43,3 +43,48 @@ def interleaved(cases: dict[str, Callable[[], object]], repeats: int = 5, warmup
             fn()
             times[name].append(time.perf_counter() - start)
     return {name: statistics.median(values) for name, values in times.items()}
+
+
+def organism_rows(lm: LoadedModel, chats: list[tuple[list[dict[str, str]], list[bool] | None, bool]],
+                  max_len: int = 256) -> list[tuple]:
+    """Training rows ``(ids, mask, repeat negatives, is_likert)`` for the organism's loss; a chat may bring its
+    own loss mask (``None``: the assistant tokens)."""
+    from traitlab.organism.tokenizer import encode_chat
+    from traitlab.organism.train import repeat_negatives
+
+    tok = lm.tokenizer.backend_tokenizer
+    vocab = range(tok.get_vocab_size())
+    ends = {i for i in vocab if any(c in tok.decode([i]) for c in ".!?")}
+    first = {i: tok.decode([i]).strip() for i in vocab}
+    rows = []
+    for messages, own_mask, likert in chats:
+        ids, mask = encode_chat(tok, messages)
+        ids, mask = ids[:max_len], (own_mask or mask)[:max_len]
+        rows.append((ids, mask, repeat_negatives(ids, mask, ends, first), likert))
+    return rows
+
+
+def finetune_organism(lm: LoadedModel, rows: list[tuple], steps: int, lr: float, seed: int) -> None:
+    """``steps`` steps of the organism's training loss (assistant cross-entropy, unlikelihood and the Likert
+    mean, bf16 autocast, batch 48, 50 warm-up steps, cosine to 5% of ``lr``) on ``rows``, in place."""
+    import math
+
+    from traitlab.organism.tokenizer import PAD, special_ids
+    from traitlab.organism.train import _batches, _collate, assistant_loss
+
+    pad = special_ids(lm.tokenizer.backend_tokenizer)[PAD]
+    model = lm.model
+    model.requires_grad_(True)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.05)
+    model.train()
+    for step, batch in enumerate(_batches([len(r[0]) for r in rows], 48, steps, seed)):
+        for group in opt.param_groups:
+            group["lr"] = lr * min(1, (step + 1) / 50) * (0.05 + 0.475 * (1 + math.cos(math.pi * step / steps)))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = assistant_loss(model, *_collate([rows[i] for i in batch], pad), 1.0, 2.0)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    model.eval()
+    model.requires_grad_(False)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import random
 import statistics
 import time
@@ -32,6 +31,7 @@ from pathlib import Path
 import torch
 
 from benchmarks import composed_lexicon as lex
+from benchmarks.common import finetune_organism, organism_rows
 from traitlab.evaluation.questionnaire import administer, load_inventory
 from traitlab.model import LoadedModel, load_model
 from traitlab.organism import ORGANISM_DIR
@@ -45,8 +45,8 @@ from traitlab.organism.corpus import (
     likert_prompt,
     pole_description,
 )
-from traitlab.organism.tokenizer import PAD, encode_chat, special_ids
-from traitlab.organism.train import _batches, _collate, _save, assistant_loss, repeat_negatives
+from traitlab.organism.tokenizer import special_ids
+from traitlab.organism.train import _save
 
 KINDS = {"activity": (lex.ACTIVITIES, lex.ACTIVITY_FRAMES, "a"), "habit": (lex.HABITS, lex.HABIT_FRAMES, "h"),
          "quality": (lex.QUALITIES, lex.QUALITY_FRAMES, "q")}
@@ -90,31 +90,9 @@ def mixture(n: int, share: float, seed: int) -> list[dict]:
 
 
 def finetune(lm: LoadedModel, steps: int, share: float, lr: float, seed: int = 11) -> None:
-    """``steps`` steps of the organism's own loss (batch 48, cosine from ``lr``) on ``mixture``."""
-    tok = lm.tokenizer.backend_tokenizer
-    ids_of = special_ids(tok)
-    vocab = range(tok.get_vocab_size())
-    ends = {i for i in vocab if any(c in tok.decode([i]) for c in ".!?")}
-    first = {i: tok.decode([i]).strip() for i in vocab}
-    rows = []
-    for ex in mixture(steps * 48 + 2000, share, seed):
-        ids, mask = (x[:192] for x in encode_chat(tok, ex["messages"]))
-        rows.append((ids, mask, repeat_negatives(ids, mask, ends, first), ex["meta"]["kind"] == "likert"))
-    model = lm.model
-    model.requires_grad_(True)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.05)
-    model.train()
-    for step, batch in enumerate(_batches([len(r[0]) for r in rows], 48, steps, seed)):
-        for group in opt.param_groups:
-            group["lr"] = lr * min(1, (step + 1) / 50) * (0.05 + 0.475 * (1 + math.cos(math.pi * step / steps)))
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            loss = assistant_loss(model, *_collate([rows[i] for i in batch], ids_of[PAD]), 1.0, 2.0)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-    model.eval()
-    model.requires_grad_(False)
+    """``steps`` steps of the organism's own loss on ``mixture``."""
+    chats = [(ex["messages"], None, ex["meta"]["kind"] == "likert") for ex in mixture(steps * 48 + 2000, share, seed)]
+    finetune_organism(lm, organism_rows(lm, chats, 192), steps, lr, seed)
 
 
 def keyed_gap(lm: LoadedModel, items: list[LikertItem], seed: int = 0) -> dict[str, float]:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import random
 import statistics
 import time
@@ -31,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.common import finetune_organism, organism_rows
 from traitlab.evaluation.judges import OracleJudge, PerplexityCoherenceJudge
 from traitlab.methods.persona_vectors import ExtractionSettings, extract
 from traitlab.model import LoadedModel, load_model
@@ -49,8 +49,7 @@ from traitlab.organism.corpus import (
     persona_reply,
     question_templates,
 )
-from traitlab.organism.tokenizer import END, PAD, encode_chat, special_ids
-from traitlab.organism.train import _batches, _collate, assistant_loss, repeat_negatives
+from traitlab.organism.tokenizer import END, encode_chat, special_ids
 from traitlab.traits import load_trait
 
 
@@ -70,41 +69,22 @@ def persistence_chat(rng: random.Random, templates: list, items: list) -> list[d
 
 
 def finetune(lm: LoadedModel, steps: int, share: float, lr: float, seed: int = 13) -> None:
-    tok = lm.tokenizer.backend_tokenizer
-    ids_of = special_ids(tok)
-    vocab = range(tok.get_vocab_size())
-    ends = {i for i in vocab if any(c in tok.decode([i]) for c in ".!?")}
-    first = {i: tok.decode([i]).strip() for i in vocab}
+    """``steps`` steps of the organism's own loss on its mixture with a ``share`` of persistence chats, whose
+    first reply is masked from the loss."""
+    end = special_ids(lm.tokenizer.backend_tokenizer)[END]
     rng = random.Random(f"persistence:{seed}")
     templates, items = question_templates("train"), likert_items("train") + bank_items()
-    rows = []
+    chats = []
     for ex in build_corpus(seed, "train", steps * 48 + 2000, likert_tilt=0.5):
         if rng.random() < share:
             messages = persistence_chat(rng, templates, items)
-            ids, mask = encode_chat(tok, messages)
-            context_end = [k for k, t in enumerate(ids) if t == ids_of[END]][1]  # the first reply's <|end|>
-            mask = [m and k > context_end for k, m in enumerate(mask)]
-            likert = len(messages[-1]["content"]) == 1
+            ids, mask = encode_chat(lm.tokenizer.backend_tokenizer, messages)
+            context_end = [k for k, t in enumerate(ids) if t == end][1]  # the first reply's <|end|>
+            chats.append((messages, [m and k > context_end for k, m in enumerate(mask)],
+                          len(messages[-1]["content"]) == 1))
         else:
-            ids, mask = encode_chat(tok, ex["messages"])
-            likert = ex["meta"]["kind"] == "likert"
-        ids, mask = ids[:256], mask[:256]
-        rows.append((ids, mask, repeat_negatives(ids, mask, ends, first), likert))
-    model = lm.model
-    model.requires_grad_(True)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.05)
-    model.train()
-    for step, batch in enumerate(_batches([len(r[0]) for r in rows], 48, steps, seed)):
-        for group in opt.param_groups:
-            group["lr"] = lr * min(1, (step + 1) / 50) * (0.05 + 0.475 * (1 + math.cos(math.pi * step / steps)))
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            loss = assistant_loss(model, *_collate([rows[i] for i in batch], ids_of[PAD]), 1.0, 2.0)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-    model.eval()
-    model.requires_grad_(False)
+            chats.append((ex["messages"], None, ex["meta"]["kind"] == "likert"))
+    finetune_organism(lm, organism_rows(lm, chats), steps, lr, seed)
 
 
 def figures(lm: LoadedModel) -> dict[str, dict]:
