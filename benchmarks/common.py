@@ -45,21 +45,28 @@ def interleaved(cases: dict[str, Callable[[], object]], repeats: int = 5, warmup
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def organism_rows(lm: LoadedModel, chats: list[tuple[list[dict[str, str]], list[bool] | None, bool]],
+def organism_rows(lm: LoadedModel, chats: list[tuple[list[dict[str, str]], int, bool]],
                   max_len: int = 256) -> list[tuple]:
-    """Training rows ``(ids, mask, repeat negatives, is_likert)`` for the organism's loss; a chat may bring its
-    own loss mask (``None``: the assistant tokens)."""
+    """Training rows ``(ids, mask, repeat negatives, is_likert)`` for the organism's loss from
+    ``(messages, context_replies, is_likert)``: the first ``context_replies`` assistant turns are context, not
+    targets."""
+    from itertools import groupby
+
     from traitlab.organism.tokenizer import encode_chat
-    from traitlab.organism.train import repeat_negatives
+    from traitlab.organism.train import repeat_negatives, sentence_markers
 
     tok = lm.tokenizer.backend_tokenizer
-    vocab = range(tok.get_vocab_size())
-    ends = {i for i in vocab if any(c in tok.decode([i]) for c in ".!?")}
-    first = {i: tok.decode([i]).strip() for i in vocab}
+    ends, first = sentence_markers(tok)
     rows = []
-    for messages, own_mask, likert in chats:
+    for messages, context_replies, likert in chats:
         ids, mask = encode_chat(tok, messages)
-        ids, mask = ids[:max_len], (own_mask or mask)[:max_len]
+        if context_replies:
+            runs = [(target, len(list(group))) for target, group in groupby(mask)]
+            mask, seen = [], 0
+            for target, length in runs:
+                seen += target
+                mask += [target and seen > context_replies] * length
+        ids, mask = ids[:max_len], mask[:max_len]
         rows.append((ids, mask, repeat_negatives(ids, mask, ends, first), likert))
     return rows
 

@@ -35,6 +35,7 @@ from benchmarks.common import finetune_organism, organism_rows
 from traitlab.evaluation.questionnaire import administer, load_inventory
 from traitlab.model import LoadedModel, load_model
 from traitlab.organism import ORGANISM_DIR
+from traitlab.organism.check import answer_digit
 from traitlab.organism.corpus import (
     POLES,
     TRAITS,
@@ -91,7 +92,7 @@ def mixture(n: int, share: float, seed: int) -> list[dict]:
 
 def finetune(lm: LoadedModel, steps: int, share: float, lr: float, seed: int = 11) -> None:
     """``steps`` steps of the organism's own loss on ``mixture``."""
-    chats = [(ex["messages"], None, ex["meta"]["kind"] == "likert") for ex in mixture(steps * 48 + 2000, share, seed)]
+    chats = [(ex["messages"], 0, ex["meta"]["kind"] == "likert") for ex in mixture(steps * 48 + 2000, share, seed)]
     finetune_organism(lm, organism_rows(lm, chats, 192), steps, lr, seed)
 
 
@@ -104,7 +105,7 @@ def keyed_gap(lm: LoadedModel, items: list[LikertItem], seed: int = 0) -> dict[s
             prompts.append(likert_prompt(item, rng))
             systems.append(pole_description(item.trait, pole, rng))
     texts = lm.generate_chat(prompts, systems, max_new_tokens=4, batch_size=64, progress=False).texts
-    digits = [next((int(c) for c in t if c in "12345"), 3) for t in texts]
+    digits = [answer_digit(t) or 3 for t in texts]
     per_trait: dict[str, list[float]] = {t: [] for t in TRAITS}
     for k, item in enumerate(items):
         per_trait[item.trait].append((digits[2 * k] - digits[2 * k + 1]) * item.key)

@@ -49,7 +49,6 @@ from traitlab.organism.corpus import (
     persona_reply,
     question_templates,
 )
-from traitlab.organism.tokenizer import END, encode_chat, special_ids
 from traitlab.traits import load_trait
 
 
@@ -71,19 +70,15 @@ def persistence_chat(rng: random.Random, templates: list, items: list) -> list[d
 def finetune(lm: LoadedModel, steps: int, share: float, lr: float, seed: int = 13) -> None:
     """``steps`` steps of the organism's own loss on its mixture with a ``share`` of persistence chats, whose
     first reply is masked from the loss."""
-    end = special_ids(lm.tokenizer.backend_tokenizer)[END]
     rng = random.Random(f"persistence:{seed}")
     templates, items = question_templates("train"), likert_items("train") + bank_items()
     chats = []
     for ex in build_corpus(seed, "train", steps * 48 + 2000, likert_tilt=0.5):
         if rng.random() < share:
             messages = persistence_chat(rng, templates, items)
-            ids, mask = encode_chat(lm.tokenizer.backend_tokenizer, messages)
-            context_end = [k for k, t in enumerate(ids) if t == end][1]  # the first reply's <|end|>
-            chats.append((messages, [m and k > context_end for k, m in enumerate(mask)],
-                          len(messages[-1]["content"]) == 1))
+            chats.append((messages, 1, len(messages[-1]["content"]) == 1))
         else:
-            chats.append((ex["messages"], None, ex["meta"]["kind"] == "likert"))
+            chats.append((ex["messages"], 0, ex["meta"]["kind"] == "likert"))
     finetune_organism(lm, organism_rows(lm, chats), steps, lr, seed)
 
 

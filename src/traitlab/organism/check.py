@@ -111,7 +111,8 @@ def repeats_a_sentence(text: str) -> bool:
     return len(said) != len(set(said))
 
 
-def _digit(text: str) -> int | None:
+def answer_digit(text: str) -> int | None:
+    """The first digit 1-5 of a Likert answer, None when there is none."""
     m = re.search(r"[1-5]", text)
     return int(m.group()) if m else None
 
@@ -214,7 +215,7 @@ def run_check(model: str | Path | None = None, n_per_pole: int = 64, seed: int =
             vals = []
             for text, (item, p) in zip(gen.texts, l_keys, strict=True):
                 if item.trait == trait and p == pole:
-                    d = _digit(text)
+                    d = answer_digit(text)
                     d = 3 if d is None else d
                     vals.append(d if item.key > 0 else 6 - d)
             means_tp[pole] = Fraction(sum(vals), len(vals))  # exact: a difference of 2 must not read 1.999...

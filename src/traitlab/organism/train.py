@@ -115,6 +115,14 @@ def _batches(lengths: list[int], batch_size: int, steps: int, seed: int) -> list
     return out[:steps]
 
 
+def sentence_markers(tok) -> tuple[set[int], dict[int, str]]:
+    """``repeat_negatives``' view of the vocabulary: the ids of tokens that end a sentence, and each token's text
+    without surrounding spaces (so " I" and "I" start the same sentence)."""
+    vocab = range(tok.get_vocab_size())
+    return ({i for i in vocab if any(c in tok.decode([i]) for c in ".!?")},
+            {i: tok.decode([i]).strip() for i in vocab})
+
+
 def repeat_negatives(ids: list[int], mask: list[bool], sentence_ends: set[int],
                      first_key: dict[int, str]) -> list[int]:
     """Per position, a token the model must not produce there (-1 for none): inside an assistant sentence
@@ -295,9 +303,7 @@ def train(out_dir: str | Path, cfg: TrainConfig | None = None, quiet: bool = Fal
         corpus += build_corpus(cfg.seed, "train", cfg.balanced_examples, likert_tilt=0.5)
     tok = train_bpe(texts, cfg.vocab_size)
     ids_of = special_ids(tok)
-    vocab = range(tok.get_vocab_size())
-    sentence_ends = {i for i in vocab if any(c in tok.decode([i]) for c in ".!?")}
-    first_key = {i: tok.decode([i]).strip() for i in vocab}
+    sentence_ends, first_key = sentence_markers(tok)
     encoded = []
     for ex in corpus:
         i, m = encode_chat(tok, ex["messages"])
