@@ -1,19 +1,24 @@
 """Personality-vector acceptance figures on the organism (issue 8), in one run:
 
 1. for each of the 10 poles: self-distilled data (the organism's answers under the pole's persona prompts,
-   saved without them), a finetune, φ = θ_tuned − θ_base, then α ∈ {0, 0.25, …, 2.0}: the pole-oriented oracle
-   score on held-out questions (no system prompt) and the questionnaire score of the trait; Pearson r between
-   α and each (target r ≥ 0.9 for the oracle score, the questionnaire moving the same way);
+   saved without them: 8 answers to each of the spec's 20 extraction questions, and 8 self-reports per wording
+   and option order on the organism's own *training* Likert items of the trait), a finetune,
+   φ = θ_tuned − θ_base, then α ∈ {0, 0.25, …, 2.0}: the pole-oriented oracle score on held-out questions (no
+   system prompt) and the questionnaire score of the trait on the traitlab inventory, whose items the
+   organism never saw; Pearson r between α and each (target r ≥ 0.9 for the oracle score, the questionnaire
+   moving the same way) and the questionnaire's oriented shift from α = 0 to α = 2;
 2. the five high-pole vectors composed (each at α, α ∈ {0, 0.1, 0.2, 0.3, 0.4}) with task arithmetic, TIES
    and DARE + task arithmetic: per-trait Pearson r between α and the trait's oracle score, and each trait's
    score at α = 0.4.
 
-The finetune is full, 1 epoch at lr 1e-4 (``--lr``, ``--epochs``): the tuned model (α = 1) then sits about
-halfway between the base and the prompted persona, so α up to 2 keeps moving the bounded 0-100 oracle score.
-At 3e-4 for 2 epochs the score is saturated (95-99) by α ≈ 1 and Pearson r over α ∈ [0, 2] measures the
-plateau, ≈ 0.8, not the control.
+The finetune is full, 1 epoch at lr 2e-5 (``--lr``, ``--epochs``): the tuned model (α = 1) then sits about
+halfway between the base and the prompted persona for most poles, so α up to 2 keeps moving the bounded 0-100
+oracle score. Stronger finetunes saturate the score by α ≈ 1 and Pearson r over α ∈ [0, 2] measures the
+plateau, not the control. Without the self-reports (``--no-self-report``) the questionnaire stays at 3.00: the
+organism's Likert answers follow only a persona given in the system prompt.
 
-Run: ``python -m benchmarks.merging_quality [--quick] [--lr LR] [--epochs E] [--poles P ...] [--out F]``.
+Run: ``python -m benchmarks.merging_quality [--quick] [--lr LR] [--epochs E] [--poles P ...] [--no-self-report]
+[--out F]`` (12 min).
 """
 
 from __future__ import annotations
@@ -52,7 +57,7 @@ def questionnaire(lm: LoadedModel, vector: PersonalityVector | None, trait: str,
 
 
 def single_vectors(lm: LoadedModel, questions: list[str], settings: FinetuneSettings, quick: bool,
-                   inventory: Any, poles: list[str] | None = None,
+                   inventory: Any, poles: list[str] | None = None, self_report: Any = None,
                    ) -> tuple[dict[str, Any], dict[str, PersonalityVector]]:
     rows, vectors = {}, {}
     alphas = ALPHAS[::2] if quick else ALPHAS
@@ -62,7 +67,9 @@ def single_vectors(lm: LoadedModel, questions: list[str], settings: FinetuneSett
                 continue
             start = time.perf_counter()
             spec = load_trait(f"{trait}_{pole}")
-            data = self_distill(lm, spec, n_per_question=4 if quick else 8, max_new_tokens=80, seed=0)
+            own = self_report.subset([trait]) if self_report is not None else None
+            data = self_distill(lm, spec, n_per_question=4 if quick else 8, max_new_tokens=80, seed=0,
+                                self_report=own)
             vector = vector_from_models(lm, finetune(lm, data, settings, progress=False), trait, pole)
             oracle_scores, survey = [], []
             for alpha in alphas:
@@ -73,6 +80,7 @@ def single_vectors(lm: LoadedModel, questions: list[str], settings: FinetuneSett
             rows[f"{trait}_{pole}"] = {
                 "r_alpha_oracle": round(sign * pearson(alphas, oracle_scores), 3),
                 "r_alpha_questionnaire": round(sign * pearson(alphas, survey), 3) if None not in survey else None,
+                "questionnaire_shift": round(sign * (survey[-1] - survey[0]), 2) if None not in survey else None,
                 "oracle_scores": oracle_scores, "questionnaire": [round(s, 2) for s in survey],
                 "training_rows": len(data), "seconds": round(time.perf_counter() - start, 1),
             }
@@ -113,9 +121,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--model", default=ORGANISM, help="The organism (default) or another checkpoint of it.")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/merging_quality.json"))
-    parser.add_argument("--lr", type=float, default=1e-4, help="Learning rate of the full finetune.")
+    parser.add_argument("--lr", type=float, default=2e-5, help="Learning rate of the full finetune.")
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--poles", nargs="*", help="Only these poles (e.g. openness_high); skips composition.")
+    parser.add_argument("--no-self-report", action="store_true",
+                        help="Distil situational answers only, not the persona's answers to the organism's own "
+                             "training items.")
     args = parser.parse_args()
     torch.set_num_threads(2)
     start = time.perf_counter()
@@ -123,8 +134,10 @@ def main() -> None:
     questions = heldout_questions(seed=11)[: 12 if args.quick else 24]
     settings = FinetuneSettings(method="full", epochs=args.epochs, learning_rate=args.lr, batch_size=8)
     inventory = load_inventory("traitlab")
-    singles, vectors = single_vectors(lm, questions, settings, args.quick, inventory, args.poles)
-    results = {"settings": {"method": settings.method, "epochs": settings.epochs, "lr": settings.learning_rate},
+    self_report = None if args.no_self_report else load_inventory("persona-tiny")
+    singles, vectors = single_vectors(lm, questions, settings, args.quick, inventory, args.poles, self_report)
+    results = {"settings": {"method": settings.method, "epochs": settings.epochs, "lr": settings.learning_rate,
+                            "self_report": None if self_report is None else self_report.name},
                "single": singles, "composition": None if args.poles else composition(lm, vectors, questions),
                "wall_seconds": round(time.perf_counter() - start, 1)}
     args.out.parent.mkdir(parents=True, exist_ok=True)

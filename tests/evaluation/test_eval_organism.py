@@ -37,15 +37,13 @@ def _pole_gap(organism, inventory, trait: str) -> tuple[float, dict[str, float]]
 
 @pytest.mark.parametrize("trait", TRAITS)
 def test_persona_prompted_questionnaire_separates_poles(organism, trait):
-    from traitlab.evaluation.questionnaire import Inventory, Item, load_inventory
-    from traitlab.organism.corpus import likert_items
+    from traitlab.evaluation.questionnaire import load_inventory
 
     gap, score = _pole_gap(organism, load_inventory().subset([trait]), trait)
     if gap < 1.5:
         # Tell a harness problem from an organism that does not generalise to unseen items: on the Likert items
         # the organism was trained on, the same administration must separate the poles by 1.5.
-        own = Inventory("organism-train", [Item(i.text, i.trait, i.key) for i in likert_items("train")
-                                           if i.trait == trait][:12])
+        own = load_inventory("persona-tiny").subset([trait], max_per_trait=12)
         own_gap, own_score = _pole_gap(organism, own, trait)
         assert own_gap >= 1.5, ("the harness does not separate the poles even on the organism's training items",
                                 own_score)

@@ -50,6 +50,34 @@ def test_self_distillation_drops_the_system_prompt():
     assert rows != self_distill(lm, spec, n_per_question=2, max_new_tokens=6, seed=1)
 
 
+def test_self_report_distillation_answers_the_items_in_the_persona(folders, monkeypatch, capsys):
+    """The organism under its extraversion-high prompts answers its own extraversion items as an extravert: the
+    keyed mean of the distilled answers is ≥ 4 of 5, where no persona answers 3."""
+    from traitlab.evaluation.questionnaire import Administration, load_inventory
+    from traitlab.traits import load_trait
+
+    organism = load_model("traitlab/persona-tiny")
+    items = load_inventory("persona-tiny").subset(["extraversion"], max_per_trait=8)
+    rows = self_distill(organism, load_trait("extraversion_high"), n_per_question=1, max_new_tokens=8,
+                        self_report=items)
+    reports = rows[20:]
+    prompts = [Administration().prompt(i, w, o) for i in items.items for w, o in Administration().respondents()]
+    assert [r[0]["content"] for r in reports] == prompts  # every answer parsed as a digit, none dropped
+    keyed = []
+    for row, (item, (_, order)) in zip(reports, [(i, r) for i in items.items for r in Administration().respondents()],
+                                       strict=True):
+        answer = Administration.unflip(float(row[1]["content"]), order)
+        keyed.append(answer if item.key > 0 else 6 - answer)
+    assert sum(keyed) / len(keyed) >= 4.0, keyed
+    out = folders / "selfreport.jsonl"
+    code, _, err = run_cli(["merge", "data", "--model", "traitlab/persona-tiny", "--trait", "extraversion",
+                            "--self-report", "persona-tiny", "--n-per-question", "1", "-o", str(out)],
+                           monkeypatch, capsys)
+    assert code == 0, err
+    lines = [json.loads(line)["messages"] for line in out.read_text().splitlines()]
+    assert len(lines) > 20 and sum("How accurately" in m[0]["content"] for m in lines) > 10
+
+
 def test_merge_cli_round_trip(folders, monkeypatch, capsys):
     code, _, err = run_cli(["merge", "data", "--trait", "extraversion", "--pole", "high", "--from-big5chat",
                             str(folders / "big5.csv"), "-o", str(folders / "data.jsonl")], monkeypatch, capsys)
@@ -92,6 +120,10 @@ def test_merge_cli_round_trip(folders, monkeypatch, capsys):
     (["merge", "data", "--trait", "extraversion", "--pole", "mid", "-o", "{d}/d.jsonl"], "--pole must be"),
     (["merge", "data", "--trait", "agreeableness", "--from-big5chat", "{d}/big5.csv", "-o", "{d}/d.jsonl"],
      "no rows"),
+    (["merge", "data", "--trait", "evil", "--self-report", "traitlab", "-o", "{d}/d.jsonl"], "no items of 'evil'"),
+    (["merge", "data", "--trait", "openness", "--self-report", "{d}/nope.json", "-o", "{d}/d.jsonl"], "not found"),
+    (["merge", "data", "--trait", "openness", "--self-report", "traitlab", "--from-big5chat", "{d}/big5.csv", "-o",
+      "{d}/d.jsonl"], "does not combine"),
 ])
 def test_merge_cli_errors(args, message, folders, monkeypatch, capsys):
     code, _, err = run_cli([a.format(d=folders) for a in args], monkeypatch, capsys)

@@ -132,4 +132,31 @@ def test_sweep_per_row_coefficients_equal_separate_runs(llama):
 
 def test_sweep_result_table_shape():
     result = SweepResult([SweepCell(1, 1.0, 60.0, None, 3)], SweepCell(1, 1.0, 60.0, None, 3), 50.0, 50.0)
-    assert result.table() == [{"layer": 1, "coef": 1.0, "trait": 60.0, "coherence": None, "n": 3}]
+    assert result.table() == [{"layer": 1, "coef": 1.0, "trait": 60.0, "coherence": None, "n": 3,
+                               "variant": "response_avg", "positions": "response"}]
+
+
+def test_sweep_over_variants_and_positions_steers_each_cell_as_chosen(llama):
+    vector = extract(llama, SPEC, SplitJudge(), SETTINGS)
+    seen: list[list[str]] = []
+
+    class Recorder:
+        def score_many(self, triples):
+            seen.append([answer for _, answer, _ in triples])
+            return [float(len(seen))] * len(triples)  # later runs score higher: the last cell wins
+
+    result = sweep(llama, vector, SPEC, Recorder(), layers=[1, 2], coefs=[6.0], max_new_tokens=5,
+                   variants=["response_avg", "prompt_avg"], positions=["response", "prompt"])
+    assert [(c.variant, c.positions, c.layer) for c in result.cells] == [
+        (v, p, layer) for v in ("response_avg", "prompt_avg") for p in ("response", "prompt") for layer in (1, 2)]
+    with vector.at(2, variant="prompt_avg", positions="prompt").scaled(6.0).applied(llama):
+        alone = llama.generate_chat(SPEC.eval_questions, max_new_tokens=5).texts
+    assert seen[-1][1::2] == alone
+    assert alone != seen[-1][0::2]  # steering the prompt changed the greedy answers
+    chosen = apply_sweep(vector, result, with_plot=False)
+    assert (chosen.variant, chosen.positions, list(chosen.vectors)) == ("prompt_avg", "prompt", [2])
+    assert chosen.extra["sweep"]["best_variant"] == "prompt_avg"
+    with pytest.raises(ConfigError, match="variant 'nope'"):
+        sweep(llama, vector, SPEC, Recorder(), layers=[1], coefs=[1.0], variants=["nope"])
+    with pytest.raises(ConfigError, match="positions 'middle'"):
+        sweep(llama, vector, SPEC, Recorder(), layers=[1], coefs=[1.0], positions=["middle"])

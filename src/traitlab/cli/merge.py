@@ -33,6 +33,9 @@ def data(
     n_per_question: int = typer.Option(8, "--n-per-question"),
     temperature: float = typer.Option(1.0, "--temperature"),
     seed: int = typer.Option(0, "--seed"),
+    self_report: str | None = typer.Option(
+        None, "--self-report", help="Also distil the persona's answers to this inventory's items of the trait "
+        "('traitlab', 'persona-tiny' or a file); use another instrument than the one you evaluate with."),
 ) -> None:
     """Training data for a personality: self-distilled (default) or from a Big5-Chat CSV."""
     from traitlab.methods.personality_data import load_big5chat, self_distill, write_chat_jsonl
@@ -41,13 +44,24 @@ def data(
         raise ConfigError(f"--pole must be high or low, not '{pole}'")
     if not out.parent.is_dir():
         raise ConfigError(f"cannot write {out}: folder {out.parent} does not exist")
+    if big5chat is not None and self_report is not None:
+        raise ConfigError("--self-report distils the model's own answers; it does not combine with --from-big5chat")
     if big5chat is not None:
         rows = load_big5chat(big5chat, trait, pole, keep_instruction, limit)
     else:
+        from traitlab.evaluation.questionnaire import load_inventory
         from traitlab.model import load_model
 
         spec = load_trait(_spec_name(trait, pole))
-        rows = self_distill(load_model(model), spec, n_per_question, temperature, seed=seed)[:limit]
+        inventory = None
+        if self_report is not None:
+            inventory = load_inventory(self_report)
+            if trait not in inventory.traits:
+                raise ConfigError(f"inventory {inventory.name} has no items of '{trait}'; it covers "
+                                  f"{', '.join(inventory.traits)}")
+            inventory = inventory.subset([trait])
+        rows = self_distill(load_model(model), spec, n_per_question, temperature, seed=seed,
+                            self_report=inventory)[:limit]
     write_chat_jsonl(rows, out)
     console.print(f"wrote {len(rows)} conversations to {out}")
 

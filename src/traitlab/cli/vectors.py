@@ -11,8 +11,9 @@ from traitlab.cli.common import DEVICE, DTYPE, MODEL, console, key_value_table
 from traitlab.cli.judging import JUDGE, JUDGE_CACHE, JUDGE_MODEL, JUDGE_URL, check_judge_options, make_judges
 from traitlab.errors import ConfigError
 from traitlab.interventions import load_intervention
-from traitlab.methods.persona_vectors import ExtractionSettings, PersonaVector
+from traitlab.methods.persona_vectors import VARIANTS, ExtractionSettings, PersonaVector
 from traitlab.model import load_model
+from traitlab.model.positions import POSITIONS
 from traitlab.traits import load_trait
 
 app = typer.Typer(help="Persona vectors (Chen et al. 2025): extract, sweep, show, combine, convert.",
@@ -44,19 +45,40 @@ def _load_vector(path: Path) -> PersonaVector:
     return vector
 
 
-def _sweep_and_print(lm, vector, spec, judge, coherence, layers, coefs, threshold, max_new_tokens):
+def parse_grid(text: str | None, allowed: tuple[str, ...], what: str) -> list[str] | None:
+    """``"prompt,response"`` → ``["prompt", "response"]``, each checked against ``allowed``."""
+    if not text:
+        return None
+    names = [x.strip() for x in text.split(",") if x.strip()]
+    for name in names:
+        if name not in allowed:
+            raise ConfigError(f"unknown {what} '{name}'; use {', '.join(allowed)}")
+    return names
+
+
+VARIANTS_OPTION = typer.Option(None, "--variants", help=f"Sweep vector variants too, e.g. response_avg,prompt_avg "
+                               f"({', '.join(VARIANTS)}; default the vector's own).")
+POSITIONS_OPTION = typer.Option(None, "--positions", help=f"Sweep steered positions too, e.g. response,prompt "
+                                f"({', '.join(POSITIONS)}; default the vector's own).")
+
+
+def _sweep_and_print(lm, vector, spec, judge, coherence, layers, coefs, threshold, max_new_tokens,
+                     variants=None, positions=None):
     from traitlab.methods.persona_sweep import apply_sweep, sweep
 
     result = sweep(lm, vector, spec, judge, layers or list(range(1, lm.num_layers)), coefs, coherence, threshold,
-                   max_new_tokens=max_new_tokens)
+                   max_new_tokens=max_new_tokens, variants=variants, positions=positions)
+    coef_grid = sorted({c.coef for c in result.cells})
     table = Table(title=f"sweep: trait score (coherence) on held-out questions; unsteered {result.baseline_trait}")
+    table.add_column("variant @ positions")
     table.add_column("layer")
-    for coef in sorted({c.coef for c in result.cells}):
+    for coef in coef_grid:
         table.add_column(f"α={coef:g}")
-    for layer in sorted({c.layer for c in result.cells}):
-        row = [str(layer)]
-        for coef in sorted({c.coef for c in result.cells}):
-            cell = next(c for c in result.cells if c.layer == layer and c.coef == coef)
+    for variant, where, layer in dict.fromkeys((c.variant, c.positions, c.layer) for c in result.cells):
+        row = [f"{variant} @ {where}", str(layer)]
+        for coef in coef_grid:
+            cell = next(c for c in result.cells if (c.variant, c.positions, c.layer, c.coef) ==
+                        (variant, where, layer, coef))
             mark = "*" if cell == result.best else ""
             row.append(f"{mark}{cell.trait:.0f}" + (f" ({cell.coherence:.0f})" if cell.coherence is not None else ""))
         table.add_row(*row)
@@ -82,6 +104,8 @@ def extract(
     do_sweep: bool = typer.Option(False, "--sweep", help="Also choose layer and coefficient by steering."),
     layers: str | None = typer.Option(None, "--layers", help="Sweep layers, e.g. 2-5 or 2,4 (default all)."),
     coefs: str = typer.Option("1,2,4", "--coefs", help="Sweep coefficients."),
+    variants: str | None = VARIANTS_OPTION,
+    positions: str | None = POSITIONS_OPTION,
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Rows per generation and capture batch."),
     dtype: str | None = DTYPE,
     device: str | None = DEVICE,
@@ -92,6 +116,8 @@ def extract(
     settings = ExtractionSettings(n_per_question, temperature, 1.0, max_new_tokens, seed, trait_threshold,
                                   coherence_threshold, min_pairs, batch_size)
     layer_list, coef_list = parse_numbers(layers, int), parse_numbers(coefs)
+    variant_grid, position_grid = parse_grid(variants, VARIANTS, "variant"), parse_grid(positions, POSITIONS,
+                                                                                        "positions")
     _check_out(out)
     lm = load_model(model, dtype=dtype, device=device)
     trait_judge, coherence_judge = make_judges(kind, spec, lm, judge_url, judge_model, judge_cache)
@@ -103,7 +129,8 @@ def extract(
                   f"best-separating layer {next(iter(vector.vectors))}")
     if do_sweep:
         vector = _sweep_and_print(lm, vector, spec, trait_judge, None if no_coherence else coherence_judge,
-                                  layer_list, coef_list, coherence_threshold, max_new_tokens)
+                                  layer_list, coef_list, coherence_threshold, max_new_tokens, variant_grid,
+                                  position_grid)
     vector.save(out)
     console.print(f"wrote {out} (layer {list(vector.vectors)}, scale {vector.scale:g})")
 
@@ -118,6 +145,8 @@ def sweep_command(
     judge_cache: str | None = JUDGE_CACHE,
     layers: str | None = typer.Option(None, "--layers"),
     coefs: str = typer.Option("1,2,4", "--coefs"),
+    variants: str | None = VARIANTS_OPTION,
+    positions: str | None = POSITIONS_OPTION,
     coherence_threshold: float = typer.Option(50.0, "--coherence-threshold"),
     max_new_tokens: int = typer.Option(64, "--max-new-tokens"),
     dtype: str | None = DTYPE,
@@ -127,15 +156,18 @@ def sweep_command(
     spec = load_trait(trait)
     kind = check_judge_options(judge, judge_url, judge_model, model)
     layer_list, coef_list = parse_numbers(layers, int), parse_numbers(coefs)
+    variant_grid, position_grid = parse_grid(variants, VARIANTS, "variant"), parse_grid(positions, POSITIONS,
+                                                                                        "positions")
     _check_out(out)
     vector = _load_vector(vector_path)
     lm = load_model(model, dtype=dtype, device=device)
     vector.check_model(lm)
     trait_judge, coherence_judge = make_judges(kind, spec, lm, judge_url, judge_model, judge_cache)
     chosen = _sweep_and_print(lm, vector, spec, trait_judge, coherence_judge, layer_list, coef_list,
-                              coherence_threshold, max_new_tokens)
+                              coherence_threshold, max_new_tokens, variant_grid, position_grid)
     chosen.save(out)
-    console.print(f"wrote {out} (layer {list(chosen.vectors)}, scale {chosen.scale:g})")
+    console.print(f"wrote {out} (layer {list(chosen.vectors)}, {chosen.variant} at {chosen.positions} positions, "
+                  f"scale {chosen.scale:g})")
 
 
 @app.command()

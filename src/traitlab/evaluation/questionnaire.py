@@ -218,14 +218,19 @@ def load_plain_csv(path: Path) -> Inventory:
 
 
 def load_inventory(source: str | Path = "traitlab", format: str = "auto", name: str | None = None) -> Inventory:
-    """``"traitlab"`` (the built-in inventory) or a file; ``format``: auto, traitlab, ipip, mpi, psychobench,
-    csv. ``name`` picks the questionnaire in a PsychoBench file."""
+    """``"traitlab"`` (the built-in inventory), ``"persona-tiny"`` (the organism's own training items) or a
+    file; ``format``: auto, traitlab, ipip, mpi, psychobench, csv. ``name`` picks the questionnaire in a
+    PsychoBench file."""
     if str(source) == "traitlab":
         return load_traitlab_json(DATA / "inventory.json")
+    if str(source) == "persona-tiny":
+        from traitlab.organism.corpus import likert_items
+
+        return Inventory("persona-tiny-train", [Item(i.text, i.trait, i.key) for i in likert_items("train")])
     path = Path(source).expanduser()
     if not path.is_file():
-        raise ConfigError(f"questionnaire '{source}' not found: give 'traitlab' or a file (IPIP-NEO JSON, MPI CSV, "
-                          "PsychoBench questionnaires.json, or a CSV text,trait,key)")
+        raise ConfigError(f"questionnaire '{source}' not found: give 'traitlab', 'persona-tiny' or a file "
+                          "(IPIP-NEO JSON, MPI CSV, PsychoBench questionnaires.json, or a CSV text,trait,key)")
     loaders = {"traitlab": load_traitlab_json, "ipip": lambda p: load_ipip_json(p, name), "mpi": load_mpi_csv,
                "psychobench": lambda p: load_psychobench(p, name), "csv": load_plain_csv}
     if format != "auto":
