@@ -1,13 +1,17 @@
 """Persona-vector acceptance figures on the organism (issue 5), in one run:
 
-1. steering: for each of the 10 poles, extract (oracle judge, perplexity coherence), sweep layers × coefficients
-   on the spec's eval questions, then on fresh held-out questions compare unsteered, persona-prompted and
-   steered oracle scores (pole-oriented) and answer perplexity under the base model; negative steering of the
-   prompted persona;
+1. steering: for each of the 10 poles, extract (oracle judge, perplexity coherence), sweep the three vector
+   variants × steered positions (response, prompt) × layers × coefficients on the spec's eval questions, then
+   on fresh held-out questions compare unsteered, persona-prompted and steered oracle scores (pole-oriented)
+   and answer perplexity under the base model; negative steering of the prompted persona;
 2. monitoring: Pearson r between the last-prompt projection and the oracle trait score over prompts ranging
    from the low pole through no prompt to the high pole;
 3. finetuning: finetune-shift vs post-finetune oracle score over trait fractions; screening AUROC of trait-laden
    vs neutral samples; preventative steering on a fully trait-laden set.
+
+Negative steering, monitoring, finetune-shift, screening and preventative steering use the paper's
+configuration: the response-average vector at response positions, at the layer and coefficient of the best
+such cell of the sweep, whatever steered best.
 
 Run: ``python -m benchmarks.persona_vectors_quality [--quick] [--out results.json]``.
 """
@@ -27,8 +31,8 @@ import torch
 from traitlab.evaluation.judges import OracleJudge, PerplexityCoherenceJudge
 from traitlab.evaluation.scoring import pearson
 from traitlab.finetune import FinetuneSettings, finetune
-from traitlab.methods.persona_sweep import apply_sweep, sweep
-from traitlab.methods.persona_vectors import ExtractionSettings, PersonaVector, extract
+from traitlab.methods.persona_sweep import apply_sweep, best_cell, sweep
+from traitlab.methods.persona_vectors import VARIANTS, ExtractionSettings, PersonaVector, extract
 from traitlab.model import ORGANISM, LoadedModel, load_model
 from traitlab.monitor import auroc, finetune_shift, project_conversations, screen
 from traitlab.organism import OracleScorer
@@ -47,6 +51,14 @@ def oriented(scorer: OracleScorer, texts: list[str], trait: str, pole: str) -> f
     return mean([r if pole == "high" else 100 - r for r in raw])
 
 
+def fluency_judge(lm: LoadedModel, questions: list[str]) -> PerplexityCoherenceJudge:
+    """Coherence 100 up to 1.5x the unsteered answers' median perplexity, 0 at 6x: with the sweep's threshold
+    of 90 it keeps the cells the acceptance allows (perplexity ≤ 1.5x unsteered)."""
+    answers = lm.generate_chat(questions, max_new_tokens=64, progress=False).texts
+    base = statistics.median(p for p in PerplexityCoherenceJudge(lm).perplexities(questions, answers) if p)
+    return PerplexityCoherenceJudge(lm, good_ppl=1.5 * base, bad_ppl=6 * base)
+
+
 def steering_figures(lm: LoadedModel, questions: list[str], quick: bool) -> tuple[dict[str, Any], dict[str, Any]]:
     scorer, coherence = OracleScorer(), PerplexityCoherenceJudge(lm)
     rows, vectors = {}, {}
@@ -57,15 +69,21 @@ def steering_figures(lm: LoadedModel, questions: list[str], quick: bool) -> tupl
             judge = OracleJudge(trait, pole)
             start = time.perf_counter()
             vector = extract(lm, spec, judge, settings, coherence)
-            result = sweep(lm, vector, spec, judge, range(1, lm.num_layers), [1.0, 2.0, 4.0, 8.0], coherence,
-                           questions=spec.eval_questions[: 8 if quick else 20], max_new_tokens=64)
+            sweep_questions = spec.eval_questions[: 8 if quick else 20]
+            result = sweep(lm, vector, spec, judge, range(1, lm.num_layers), [1.0, 2.0, 4.0, 8.0, 16.0],
+                           fluency_judge(lm, sweep_questions), 90.0, questions=sweep_questions, max_new_tokens=64,
+                           variants=VARIANTS, positions=["response", "prompt"])
             chosen = apply_sweep(vector, result, with_plot=False)
+            paper_cell = best_cell([c for c in result.cells if (c.variant, c.positions) == ("response_avg",
+                                                                                              "response")], 90.0)
+            paper = vector.at(paper_cell.layer, variant="response_avg", positions="response")
+            paper.scale = paper_cell.coef
             systems = [spec.instruction[i % len(spec.instruction)].pos for i in range(len(questions))]
             base = lm.generate_chat(questions, max_new_tokens=80).texts
             prompted = lm.generate_chat(questions, systems, max_new_tokens=80).texts
             with chosen.applied(lm):
                 steered = lm.generate_chat(questions, max_new_tokens=80).texts
-            with chosen.scaled(-1.0).applied(lm):
+            with paper.scaled(-1.0).applied(lm):
                 inhibited = lm.generate_chat(questions, systems, max_new_tokens=80).texts
             ppl_base = coherence.perplexities(questions, base)
             ppl_steered = coherence.perplexities(questions, steered)
@@ -73,16 +91,18 @@ def steering_figures(lm: LoadedModel, questions: list[str], quick: bool) -> tupl
             s_steer, s_inhib = oriented(scorer, steered, trait, pole), oriented(scorer, inhibited, trait, pole)
             gap = s_prompt - s_base
             rows[f"{trait}_{pole}"] = {
-                "layer": result.best.layer, "coef": result.best.coef, "pairs_kept": vector.extra["pairs_kept"],
+                "layer": result.best.layer, "coef": result.best.coef, "variant": result.best.variant,
+                "positions": result.best.positions, "pairs_kept": vector.extra["pairs_kept"],
                 "unsteered": s_base, "prompted": s_prompt, "steered": s_steer,
                 "fraction_of_prompt_shift": round((s_steer - s_base) / gap, 2) if gap else None,
                 "ppl_ratio": round(statistics.median([p for p in ppl_steered if p]) /
                                    statistics.median([p for p in ppl_base if p]), 3),
+                "inhibition": {"layer": paper_cell.layer, "coef": -paper_cell.coef},
                 "prompted_then_inhibited": s_inhib,
                 "fraction_of_shift_removed": round((s_prompt - s_inhib) / gap, 2) if gap else None,
                 "seconds": round(time.perf_counter() - start, 1),
             }
-            vectors[(trait, pole)] = chosen
+            vectors[(trait, pole)] = paper
             print(f"{trait}_{pole}: {rows[f'{trait}_{pole}']}", flush=True)
     return rows, vectors
 
@@ -100,7 +120,7 @@ def monitoring_figures(lm: LoadedModel, vectors: dict, questions: list[str]) -> 
         conversations = [([{"role": "system", "content": s}] if s else []) + [{"role": "user", "content": q}]
                          for s, q in zip(systems, prompts, strict=True)]
         projections = [r["last_prompt_projection"] for r in
-                       project_conversations(lm, vector.direction(layer), layer, conversations)]
+                       project_conversations(lm, vector.direction(layer, "response_avg"), layer, conversations)]
         scores = [scorer.trait_score(t, trait) for t in replies]
         figures[trait] = round(pearson(projections, scores), 3)
         print(f"monitor {trait}: r = {figures[trait]}", flush=True)
@@ -123,13 +143,14 @@ def finetune_figures(lm: LoadedModel, vectors: dict, questions: list[str], quick
         for fraction in fractions:
             data = [row["messages"] for row in finetune_set(trait, "high", fraction, n, seed=1)]
             tuned = finetune(lm, data, settings, progress=False)
-            shifts.append(finetune_shift(lm, tuned, vector.direction(layer), layer, questions))
+            shifts.append(finetune_shift(lm, tuned, vector.direction(layer, "response_avg"), layer, questions))
             post.append(mean([scorer.trait_score(x, trait)
                               for x in tuned.generate_chat(questions, max_new_tokens=80).texts]))
         out["shift_r"][trait] = {"r": round(pearson(shifts, post), 3), "shifts": [round(s, 3) for s in shifts],
                                  "post_scores": post}
         mixed = finetune_set(trait, "high", 0.5, 80 if quick else 120, seed=2)
-        rows = screen(lm, vector.direction(layer), layer, [row["messages"] for row in mixed], max_new_tokens=80)
+        rows = screen(lm, vector.direction(layer, "response_avg"), layer, [row["messages"] for row in mixed],
+                      max_new_tokens=80)
         out["screen_auroc"][trait] = round(auroc([r["delta_p"] or 0.0 for r in rows],
                                                  [row["meta"]["marked"] for row in mixed]), 3)
         laden = [row["messages"] for row in finetune_set(trait, "high", 1.0, n, seed=3)]
@@ -139,7 +160,7 @@ def finetune_figures(lm: LoadedModel, vectors: dict, questions: list[str], quick
         plain_ppl = neutral_ppl(plain, neutral)
         trials = {}
         for coef in (1.0, 2.0, 4.0):
-            steering = vector.at(positions="all").scaled(coef)
+            steering = vector.at(variant="response_avg", positions="all").scaled(coef)
             guarded = finetune(lm, laden, settings, steering=steering, progress=False)
             shift = mean([scorer.trait_score(x, trait) for x in
                           guarded.generate_chat(questions, max_new_tokens=80).texts]) - base_scores[trait]

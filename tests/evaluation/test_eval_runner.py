@@ -60,6 +60,12 @@ def no_model_load(monkeypatch):
     (lambda c: c["evaluations"].update(questionnaire={"inventory": "nope.csv"}), "not found"),
     (lambda c: c.update(judge={"kind": "endpoint"}), "needs url and model"),
     (lambda c: c.update(seeds=[]), "seeds"),
+    (lambda c: c["methods"].append({"name": "persona_vectors", "params": {"variants": ["mean"]}}),
+     "unknown persona_vectors variant 'mean'"),
+    (lambda c: c["methods"].append({"name": "persona_vectors", "params": {"positions": ["prompt", "middle"]}}),
+     "unknown positions 'middle'"),
+    (lambda c: c["methods"].append({"name": "personality_vector", "params": {"self_report": "nope.json"}}),
+     "not found"),
 ])
 def test_bad_experiments_fail_before_any_model_loads(experiment, no_model_load, mutate, message, tmp_path):
     path, config = experiment

@@ -82,6 +82,23 @@ def test_show_combine_and_gguf(setup, monkeypatch, capsys):
     assert code == 0 and torch.equal(load_intervention(setup / "g.safetensors").direction(2), original.direction(2))
 
 
+def test_extract_sweeps_variants_and_positions_on_the_organism(tmp_path, monkeypatch, capsys):
+    """Openness low on the organism: the response-position steering of the paper leaves its answers near 50,
+    steering the prompt with the prompt-average vector reaches ≥ 70 (pole-oriented) with coherence ≥ 50, and
+    the sweep keeps that cell."""
+    out = tmp_path / "o.safetensors"
+    code, printed, err = run_cli(["vectors", "extract", "--trait", "openness_low", "-o", str(out), "--sweep",
+                                  "--layers", "1", "--coefs", "8", "--variants", "response_avg,prompt_avg",
+                                  "--positions", "response,prompt", "--max-new-tokens", "64"], monkeypatch, capsys)
+    assert code == 0, err
+    chosen = load_intervention(out)
+    cells = {(c["variant"], c["positions"]): c for c in chosen.extra["sweep"]["table"]}
+    assert (chosen.variant, chosen.positions, chosen.scale) == ("prompt_avg", "prompt", 8.0)
+    assert cells[("prompt_avg", "prompt")]["trait"] >= 70 and cells[("prompt_avg", "prompt")]["coherence"] >= 50
+    assert cells[("response_avg", "response")]["trait"] <= 60, cells
+    assert "prompt_avg @ prompt" in printed
+
+
 @pytest.mark.parametrize("args, message", [
     (["vectors", "extract", "--trait", "nope", "-o", "{d}/x.safetensors"], "unknown trait 'nope'"),
     (["vectors", "extract", "--trait", "evil", "-o", "{d}/x.safetensors", "--model", "{d}/model"],
@@ -92,6 +109,10 @@ def test_show_combine_and_gguf(setup, monkeypatch, capsys):
     (["monitor", "-v", "{d}/v.safetensors", "-i", "{d}/missing.jsonl", "-o", "{d}/m.csv"], "not found"),
     (["screen", "-v", "{d}/v.safetensors", "-d", "{d}/mixed.jsonl", "-o", "{d}/s.csv"], "ending with an assistant"),
     (["vectors", "combine", "2*", "-o", "{d}/c.safetensors"], "cannot parse"),
+    (["vectors", "sweep", "{d}/v.safetensors", "--trait", "extraversion_high", "-o", "{d}/s.safetensors",
+      "--variants", "nope"], "unknown variant 'nope'"),
+    (["vectors", "extract", "--trait", "extraversion_high", "-o", "{d}/x.safetensors", "--sweep", "--positions",
+      "middle"], "unknown positions 'middle'"),
 ])
 def test_vector_cli_errors(args, message, setup, monkeypatch, capsys):
     code, _, err = run_cli([a.format(d=setup) for a in args], monkeypatch, capsys)

@@ -2,7 +2,9 @@
 model, or reuses the artifact cached under the run's folder (keyed by spec, parameters and model fingerprint).
 
 - ``persona_vectors``: extraction (judged with the experiment's judges) + layer/coefficient sweep.
-- ``personality_vector``: self-distilled data → finetune → φ = θ_tuned − θ_base.
+- ``persona_vectors`` may sweep ``variants`` and ``positions`` (a list) too.
+- ``personality_vector``: self-distilled data (with ``self_report``: also the persona's answers to that
+  inventory's items of the trait) → finetune → φ = θ_tuned − θ_base.
 - ``npti`` and ``subnetwork`` come from their own modules' ``runner_builder``.
 """
 
@@ -20,9 +22,9 @@ from traitlab.model import LoadedModel
 
 PERSONA_VECTOR_DEFAULTS = {"n_per_question": 1, "temperature": 1.0, "max_new_tokens": 80, "min_pairs": 5,
                            "layers": None, "coefs": [1.0, 2.0, 4.0, 8.0], "sweep_questions": 8,
-                           "positions": "response", "coherence_threshold": 50.0}
+                           "positions": "response", "variants": None, "coherence_threshold": 50.0}
 PERSONALITY_VECTOR_DEFAULTS = {"n_per_question": 4, "temperature": 1.0, "max_new_tokens": 80, "method": "full",
-                               "epochs": 2.0, "learning_rate": 3e-4, "batch_size": 8}
+                               "epochs": 2.0, "learning_rate": 3e-4, "batch_size": 8, "self_report": None}
 
 
 def _checked(params: dict[str, Any], defaults: dict[str, Any], method: str) -> dict[str, Any]:
@@ -37,12 +39,25 @@ def validate_persona_vectors(params: dict[str, Any]) -> None:
     merged = _checked(params, PERSONA_VECTOR_DEFAULTS, "persona_vectors")
     if not merged["coefs"] or any(not isinstance(c, int | float) for c in merged["coefs"]):
         raise ConfigError("persona_vectors coefs must be a non-empty list of numbers")
+    from traitlab.methods.persona_vectors import VARIANTS
+    from traitlab.model.positions import check_positions
+
+    positions = merged["positions"]
+    for where in [positions] if isinstance(positions, str) else positions:
+        check_positions(where)
+    for variant in merged["variants"] or []:
+        if variant not in VARIANTS:
+            raise ConfigError(f"unknown persona_vectors variant '{variant}'; use {', '.join(VARIANTS)}")
 
 
 def validate_personality_vector(params: dict[str, Any]) -> None:
     merged = _checked(params, PERSONALITY_VECTOR_DEFAULTS, "personality_vector")
     if merged["method"] not in ("lora", "full"):
         raise ConfigError("personality_vector method must be lora or full")
+    if merged["self_report"] is not None:
+        from traitlab.evaluation.questionnaire import load_inventory
+
+        load_inventory(merged["self_report"])
 
 
 def cached(lm: LoadedModel, workdir: Path, method: str, spec: Any, params: dict[str, Any],
@@ -72,10 +87,10 @@ def build_persona_vectors(lm: LoadedModel, spec: Any, params: dict[str, Any], wo
                                       max_new_tokens=p["max_new_tokens"], min_pairs=p["min_pairs"])
         vector = extract(lm, spec, trait_judge, settings, coherence_judge)
         layers = p["layers"] or list(range(1, lm.num_layers))
-        result = sweep(lm, vector.at(positions=p["positions"]), spec, trait_judge, layers, p["coefs"],
-                       coherence_judge, p["coherence_threshold"],
-                       questions=spec.held_out_questions[: p["sweep_questions"]], max_new_tokens=64)
-        return apply_sweep(vector.at(positions=p["positions"]), result)
+        result = sweep(lm, vector, spec, trait_judge, layers, p["coefs"], coherence_judge, p["coherence_threshold"],
+                       questions=spec.held_out_questions[: p["sweep_questions"]], max_new_tokens=64,
+                       positions=p["positions"], variants=p["variants"])
+        return apply_sweep(vector, result)
 
     return cached(lm, workdir, "persona_vectors", spec, p, fit)
 
@@ -98,7 +113,14 @@ def build_personality_vector(lm: LoadedModel, spec: Any, params: dict[str, Any],
     p = _checked(params, PERSONALITY_VECTOR_DEFAULTS, "personality_vector")
 
     def fit() -> Intervention:
-        data = self_distill(lm, spec, p["n_per_question"], p["temperature"], p["max_new_tokens"])
+        self_report = None
+        if p["self_report"] is not None:
+            from traitlab.evaluation.questionnaire import load_inventory
+
+            inventory = load_inventory(p["self_report"])
+            self_report = inventory.subset([spec.trait_name]) if spec.trait_name in inventory.traits else None
+        data = self_distill(lm, spec, p["n_per_question"], p["temperature"], p["max_new_tokens"],
+                            self_report=self_report)
         settings = FinetuneSettings(method=p["method"], epochs=p["epochs"], learning_rate=p["learning_rate"],
                                     batch_size=p["batch_size"])
         return vector_from_models(lm, finetune(lm, data, settings), spec.trait_name, spec.pole)
