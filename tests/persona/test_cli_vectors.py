@@ -97,6 +97,8 @@ def test_extract_sweeps_variants_and_positions_on_the_organism(tmp_path, monkeyp
     assert cells[("prompt_avg", "prompt")]["trait"] >= 70 and cells[("prompt_avg", "prompt")]["coherence"] >= 50
     assert cells[("response_avg", "response")]["trait"] <= 60, cells
     assert "prompt_avg @ prompt" in printed
+    code, shown, _ = run_cli(["vectors", "show", str(out)], monkeypatch, capsys)
+    assert code == 0 and "sweep (unsteered" in shown and "*" in shown.split("prompt_avg @ prompt")[1].splitlines()[0]
 
 
 @pytest.mark.parametrize("args, message", [

@@ -62,27 +62,36 @@ POSITIONS_OPTION = typer.Option(None, "--positions", help=f"Sweep steered positi
                                 f"({', '.join(POSITIONS)}; default the vector's own).")
 
 
+def sweep_table(cells: list, best: object, title: str) -> Table:
+    """Trait score (coherence) per variant @ positions × layer row and coefficient column; * marks ``best``."""
+    coef_grid = sorted({c.coef for c in cells})
+    table = Table(title=title)
+    table.add_column("variant @ positions")
+    table.add_column("layer")
+    for coef in coef_grid:
+        table.add_column(f"α={coef:g}")
+    for variant, where, layer in dict.fromkeys((c.variant, c.positions, c.layer) for c in cells):
+        row = [f"{variant} @ {where}", str(layer)]
+        for coef in coef_grid:
+            cell = next((c for c in cells if (c.variant, c.positions, c.layer, c.coef) ==
+                         (variant, where, layer, coef)), None)
+            if cell is None:
+                row.append("-")
+                continue
+            mark = "*" if cell == best else ""
+            row.append(f"{mark}{cell.trait:.0f}" + (f" ({cell.coherence:.0f})" if cell.coherence is not None else ""))
+        table.add_row(*row)
+    return table
+
+
 def _sweep_and_print(lm, vector, spec, judge, coherence, layers, coefs, threshold, max_new_tokens,
                      variants=None, positions=None):
     from traitlab.methods.persona_sweep import apply_sweep, sweep
 
     result = sweep(lm, vector, spec, judge, layers or list(range(1, lm.num_layers)), coefs, coherence, threshold,
                    max_new_tokens=max_new_tokens, variants=variants, positions=positions)
-    coef_grid = sorted({c.coef for c in result.cells})
-    table = Table(title=f"sweep: trait score (coherence) on held-out questions; unsteered {result.baseline_trait}")
-    table.add_column("variant @ positions")
-    table.add_column("layer")
-    for coef in coef_grid:
-        table.add_column(f"α={coef:g}")
-    for variant, where, layer in dict.fromkeys((c.variant, c.positions, c.layer) for c in result.cells):
-        row = [f"{variant} @ {where}", str(layer)]
-        for coef in coef_grid:
-            cell = next(c for c in result.cells if (c.variant, c.positions, c.layer, c.coef) ==
-                        (variant, where, layer, coef))
-            mark = "*" if cell == result.best else ""
-            row.append(f"{mark}{cell.trait:.0f}" + (f" ({cell.coherence:.0f})" if cell.coherence is not None else ""))
-        table.add_row(*row)
-    console.print(table)
+    console.print(sweep_table(result.cells, result.best, f"sweep: trait score (coherence) on held-out questions; "
+                                                         f"unsteered {result.baseline_trait}"))
     return apply_sweep(vector, result)
 
 
@@ -188,6 +197,15 @@ def show(path: Path = typer.Argument(..., help="Persona-vector artifact.")) -> N
         d = f"{separation[layer]:.2f}" if layer < len(separation) else "-"
         table.add_row(str(layer), f"{float(row.norm()):.3f}", d)
     console.print(table)
+    recorded = vector.extra.get("sweep")
+    if recorded:
+        from traitlab.methods.persona_sweep import SweepCell
+
+        cells = [SweepCell(**row) for row in recorded["table"]]
+        best = next((c for c in cells if (c.layer, c.coef, c.variant, c.positions) == (
+            recorded["best_layer"], recorded["best_coef"], recorded.get("best_variant", c.variant),
+            recorded.get("best_positions", c.positions))), None)
+        console.print(sweep_table(cells, best, f"sweep (unsteered {recorded['baseline_trait']})"))
 
 
 @app.command()
