@@ -8,17 +8,20 @@
    organism never saw; Pearson r between α and each (target r ≥ 0.9 for the oracle score, the questionnaire
    moving the same way) and the questionnaire's oriented shift from α = 0 to α = 2;
 2. the five high-pole vectors composed (each at α, α ∈ {0, 0.1, 0.2, 0.3, 0.4}) with task arithmetic, TIES
-   and DARE + task arithmetic: per-trait Pearson r between α and the trait's oracle score, and each trait's
+   (``normalize`` off: with it, equal weights cancel and every α > 0 gives the same merge) and DARE + task
+   arithmetic: per-trait Pearson r between α and the trait's oracle score, and each trait's
    score at α = 0.4.
 
-The finetune is full, 1 epoch at lr 2e-5 (``--lr``, ``--epochs``): the tuned model (α = 1) then sits about
-halfway between the base and the prompted persona for most poles, so α up to 2 keeps moving the bounded 0-100
-oracle score. Stronger finetunes saturate the score by α ≈ 1 and Pearson r over α ∈ [0, 2] measures the
-plateau, not the control. Without the self-reports (``--no-self-report``) the questionnaire stays at 3.00: the
-organism's Likert answers follow only a persona given in the system prompt.
+The oracle score of a model is the mean over 4 answers per question sampled at temperature 1 (``--samples``;
+0 for one greedy answer). Greedy decoding makes each question's answer a switch that flips at some α, so the
+mean over 24 questions is a step function of α; the sampled mean follows the model's expected trait
+expression, which moves smoothly. The finetune is full, 1 epoch at lr 2e-5 (``--lr``, ``--epochs``).
+Stronger finetunes saturate the score by α ≈ 1 and Pearson r over α ∈ [0, 2] then measures the plateau, not
+the control. Without the self-reports (``--no-self-report``) the questionnaire stays at 3.00: the organism's
+Likert answers follow only a persona given in the system prompt.
 
 Run: ``python -m benchmarks.merging_quality [--quick] [--lr LR] [--epochs E] [--poles P ...] [--no-self-report]
-[--out F]`` (12 min).
+[--samples N] [--out F]`` (8 min).
 """
 
 from __future__ import annotations
@@ -45,10 +48,17 @@ from traitlab.traits import load_trait
 ALPHAS = [0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0]
 
 
-def oracle(lm: LoadedModel, questions: list[str], trait: str) -> float:
+def answers(lm: LoadedModel, questions: list[str], samples: int) -> list[str]:
+    """``samples`` answers per question at temperature 1 (seeded); one greedy answer each when ``samples`` is 0."""
+    if not samples:
+        return lm.generate_chat(questions, max_new_tokens=80, progress=False).texts
+    rows = [q for q in questions for _ in range(samples)]
+    return lm.generate_chat(rows, max_new_tokens=80, temperature=1.0, seed=0, progress=False).texts
+
+
+def oracle(lm: LoadedModel, questions: list[str], trait: str, samples: int) -> float:
     scorer = OracleScorer()
-    return statistics.fmean(scorer.trait_score(t, trait) for t in lm.generate_chat(questions, max_new_tokens=80,
-                                                                                    progress=False).texts)
+    return statistics.fmean(scorer.trait_score(t, trait) for t in answers(lm, questions, samples))
 
 
 def questionnaire(lm: LoadedModel, vector: PersonalityVector | None, trait: str, inventory: Any) -> float | None:
@@ -57,7 +67,7 @@ def questionnaire(lm: LoadedModel, vector: PersonalityVector | None, trait: str,
 
 
 def single_vectors(lm: LoadedModel, questions: list[str], settings: FinetuneSettings, quick: bool,
-                   inventory: Any, poles: list[str] | None = None, self_report: Any = None,
+                   inventory: Any, poles: list[str] | None = None, self_report: Any = None, samples: int = 4,
                    ) -> tuple[dict[str, Any], dict[str, PersonalityVector]]:
     rows, vectors = {}, {}
     alphas = ALPHAS[::2] if quick else ALPHAS
@@ -74,7 +84,7 @@ def single_vectors(lm: LoadedModel, questions: list[str], settings: FinetuneSett
             oracle_scores, survey = [], []
             for alpha in alphas:
                 with vector.scaled(alpha).applied(lm):
-                    oracle_scores.append(round(oracle(lm, questions, trait), 2))
+                    oracle_scores.append(round(oracle(lm, questions, trait, samples), 2))
                 survey.append(questionnaire(lm, vector.scaled(alpha), trait, inventory))
             sign = 1 if pole == "high" else -1
             rows[f"{trait}_{pole}"] = {
@@ -93,7 +103,8 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
 
 
-def composition(lm: LoadedModel, vectors: dict[str, PersonalityVector], questions: list[str]) -> dict[str, Any]:
+def composition(lm: LoadedModel, vectors: dict[str, PersonalityVector], questions: list[str],
+                samples: int = 4) -> dict[str, Any]:
     highs = [vectors[f"{trait}_high"] for trait in TRAITS]
     alphas = [0.0, 0.1, 0.2, 0.3, 0.4]
     out: dict[str, Any] = {}
@@ -101,9 +112,11 @@ def composition(lm: LoadedModel, vectors: dict[str, PersonalityVector], question
                                    ("dare+task_arithmetic", "dare_linear", 0.5)):
         scores: dict[str, list[float]] = {trait: [] for trait in TRAITS}
         for alpha in alphas:
-            merged = merge_vectors([(v, alpha, density) for v in highs], method, seed=0)  # type: ignore[arg-type]
+            # TIES normalises by Σ weight·mask, which cancels a weight shared by every vector: off, so α scales
+            merged = merge_vectors([(v, alpha, density) for v in highs], method, seed=0,  # type: ignore[arg-type]
+                                   normalize=False)
             with merged.applied(lm):
-                texts = lm.generate_chat(questions, max_new_tokens=80, progress=False).texts
+                texts = answers(lm, questions, samples)
             scorer = OracleScorer()
             for trait in TRAITS:
                 scores[trait].append(round(statistics.fmean(scorer.trait_score(t, trait) for t in texts), 2))
@@ -124,6 +137,8 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=2e-5, help="Learning rate of the full finetune.")
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--poles", nargs="*", help="Only these poles (e.g. openness_high); skips composition.")
+    parser.add_argument("--samples", type=int, default=4,
+                        help="Answers per question at temperature 1 for the oracle score (0: one greedy answer).")
     parser.add_argument("--no-self-report", action="store_true",
                         help="Distil situational answers only, not the persona's answers to the organism's own "
                              "training items.")
@@ -135,10 +150,13 @@ def main() -> None:
     settings = FinetuneSettings(method="full", epochs=args.epochs, learning_rate=args.lr, batch_size=8)
     inventory = load_inventory("traitlab")
     self_report = None if args.no_self_report else load_inventory("persona-tiny")
-    singles, vectors = single_vectors(lm, questions, settings, args.quick, inventory, args.poles, self_report)
+    singles, vectors = single_vectors(lm, questions, settings, args.quick, inventory, args.poles, self_report,
+                                      args.samples)
     results = {"settings": {"method": settings.method, "epochs": settings.epochs, "lr": settings.learning_rate,
-                            "self_report": None if self_report is None else self_report.name},
-               "single": singles, "composition": None if args.poles else composition(lm, vectors, questions),
+                            "self_report": None if self_report is None else self_report.name,
+                            "samples_per_question": args.samples},
+               "single": singles,
+               "composition": None if args.poles else composition(lm, vectors, questions, args.samples),
                "wall_seconds": round(time.perf_counter() - start, 1)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
