@@ -1,10 +1,14 @@
-"""Helpers shared by benchmarks: the 135M-shaped random Llama, timing by interleaved repeats."""
+"""Helpers shared by benchmarks: the 135M-shaped random Llama, timing by interleaved repeats, organism
+fine-tunes, and writing a results file."""
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -95,3 +99,9 @@ def finetune_organism(lm: LoadedModel, rows: list[tuple], steps: int, lr: float,
         opt.zero_grad(set_to_none=True)
     model.eval()
     model.requires_grad_(False)
+
+
+def save_results(results: dict[str, Any], out: Path) -> None:
+    """Write ``results`` as indented JSON to ``out``, creating its folder."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))

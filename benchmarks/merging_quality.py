@@ -35,6 +35,7 @@ from typing import Any
 
 import torch
 
+from benchmarks.common import save_results
 from traitlab.evaluation.questionnaire import administer, load_inventory
 from traitlab.evaluation.scoring import pearson
 from traitlab.finetune import FinetuneSettings, finetune
@@ -158,8 +159,7 @@ def main() -> None:
                "single": singles,
                "composition": None if args.poles else composition(lm, vectors, questions, args.samples),
                "wall_seconds": round(time.perf_counter() - start, 1)}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2))
+    save_results(results, args.out)
     print(json.dumps({k: v for k, v in results.items() if k != "single"}, indent=2))
 
 

@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 
+from benchmarks.common import save_results
 from traitlab.evaluation.judges import OracleJudge, PerplexityCoherenceJudge
 from traitlab.evaluation.situational import evaluate_situational
 from traitlab.methods.neurons import CollectionSettings, NeuronInduction, fit
@@ -130,7 +131,7 @@ def induction_figures(lm: LoadedModel, test_questions: list[str], quick: bool) -
                                                  spec.eval_questions[:8 if quick else 12])
             induction = both.with_options(target=pole, **options)
             chosen = induction.scaled(gamma)  # scale = γ
-            systems = [spec.instruction[i % len(spec.instruction)].pos for i in range(len(test_questions))]
+            systems = spec.positive_prompts(len(test_questions))
             prompted = generate(lm, test_questions, systems=systems)[0]
             steered = generate(lm, test_questions, chosen, [gamma])[0]
             s_base = mean(scorer.trait(trait, pole, test_questions, base))
@@ -255,8 +256,7 @@ def main() -> None:
         results["harness"] = harness_table(lm, tuned, gammas, test_questions, args.quick)
     results["wall_seconds"] = round(time.perf_counter() - start, 1)
     results["markdown"] = markdown(results)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2))
+    save_results(results, args.out)
     print(results["markdown"])
     print(json.dumps(results["acceptance"]))
 

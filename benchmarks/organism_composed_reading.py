@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from benchmarks import composed_lexicon as lex
-from benchmarks.common import finetune_organism, organism_rows
+from benchmarks.common import finetune_organism, organism_rows, save_results
 from traitlab.evaluation.questionnaire import administer, load_inventory
 from traitlab.model import LoadedModel, load_model
 from traitlab.organism import ORGANISM_DIR
@@ -154,8 +154,7 @@ def main() -> None:
     result["after"] = figures(lm, fresh)
     result["settings"] = {"steps": args.steps, "share": args.share, "lr": args.lr}
     result["wall_seconds"] = round(time.perf_counter() - start, 1)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
+    save_results(result, args.out)
     print(json.dumps(result, indent=2))
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import finetune_organism, organism_rows
+from benchmarks.common import finetune_organism, organism_rows, save_results
 from traitlab.evaluation.judges import OracleJudge, PerplexityCoherenceJudge
 from traitlab.methods.persona_vectors import ExtractionSettings, extract
 from traitlab.model import LoadedModel, load_model
@@ -130,8 +130,7 @@ def main() -> None:
     result["after"] = figures(lm)
     result["settings"] = {"steps": args.steps, "share": args.share, "lr": args.lr}
     result["wall_seconds"] = round(time.perf_counter() - start, 1)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
+    save_results(result, args.out)
     print(json.dumps(result, indent=2))
 
 

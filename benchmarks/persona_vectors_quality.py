@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from benchmarks.common import save_results
 from traitlab.evaluation.judges import OracleJudge, PerplexityCoherenceJudge
 from traitlab.evaluation.scoring import pearson
 from traitlab.finetune import FinetuneSettings, finetune
@@ -78,7 +79,7 @@ def steering_figures(lm: LoadedModel, questions: list[str], quick: bool) -> tupl
                                                                                               "response")], 90.0)
             paper = vector.at(paper_cell.layer, variant="response_avg", positions="response")
             paper.scale = paper_cell.coef
-            systems = [spec.instruction[i % len(spec.instruction)].pos for i in range(len(questions))]
+            systems = spec.positive_prompts(len(questions))
             base = lm.generate_chat(questions, max_new_tokens=80).texts
             prompted = lm.generate_chat(questions, systems, max_new_tokens=80).texts
             with chosen.applied(lm):
@@ -197,8 +198,7 @@ def main() -> None:
     if not args.skip_finetune:
         results["finetuning"] = finetune_figures(lm, vectors, questions[:24], args.quick)
     results["wall_seconds"] = round(time.perf_counter() - start, 1)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2))
+    save_results(results, args.out)
     print(json.dumps(results, indent=2))
 
 

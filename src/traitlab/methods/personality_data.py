@@ -57,7 +57,7 @@ def self_distill(lm: LoadedModel, spec: TraitSpec, n_per_question: int = 8, temp
     are kept, so the finetuned model reports its personality as well as speaking in it. Distil from a
     different instrument than the one you evaluate with."""
     questions = [q for q in spec.questions for _ in range(n_per_question)]
-    systems = [spec.instruction[i % len(spec.instruction)].pos for i in range(len(questions))]
+    systems = spec.positive_prompts(len(questions))
     answers = lm.generate_chat(questions, systems, max_new_tokens=max_new_tokens, temperature=temperature,
                                seed=seed, batch_size=batch_size).texts
     rows = [_chat(q, a) for q, a in zip(questions, answers, strict=True) if a.strip()]
@@ -77,7 +77,7 @@ def _self_report(lm: LoadedModel, spec: TraitSpec, inventory: Inventory, n_per_i
     admin = Administration()
     prompts = [admin.prompt(item, w, order) for item in inventory.items for w, order in admin.respondents()
                for _ in range(n_per_item)]
-    systems = [spec.instruction[i % len(spec.instruction)].pos for i in range(len(prompts))]
+    systems = spec.positive_prompts(len(prompts))
     answers = lm.generate_chat(prompts, systems, max_new_tokens=4, temperature=temperature, seed=seed,
                                batch_size=batch_size).texts
     return [_chat(p, a.strip()) for p, a in zip(prompts, answers, strict=True)

@@ -52,5 +52,9 @@ class TraitSpec(BaseModel):
         """Evaluation questions, or the extraction questions when the spec has no separate set."""
         return self.eval_questions or self.questions
 
+    def positive_prompts(self, n: int) -> list[str]:
+        """``n`` system prompts eliciting the trait: the ``pos`` instructions cycled."""
+        return [self.instruction[i % len(self.instruction)].pos for i in range(n)]
+
     def rubric(self, question: str, answer: str) -> str:
         return self.eval_prompt.replace("{question}", question).replace("{answer}", answer)
