@@ -1,9 +1,10 @@
 """Persona-vector acceptance figures on the organism (issue 5), in one run:
 
-1. steering: for each of the 10 poles, extract (oracle judge, perplexity coherence), sweep the three vector
-   variants × steered positions (response, prompt) × layers × coefficients on the spec's eval questions, then
-   on fresh held-out questions compare unsteered, persona-prompted and steered oracle scores (pole-oriented)
-   and answer perplexity under the base model; negative steering of the prompted persona;
+1. steering: for each of the 10 poles, extract (oracle judge, perplexity coherence) with an optimised variant
+   fitted at layers 1 and 3, sweep the four vector variants × steered positions (response, prompt) × layers ×
+   coefficients on the spec's eval questions, then on fresh held-out questions compare unsteered,
+   persona-prompted and steered oracle scores (pole-oriented) and answer perplexity under the base model;
+   negative steering of the prompted persona, with the paper's vector and with the chosen one;
 2. monitoring: Pearson r between the last-prompt projection and the oracle trait score over prompts ranging
    from the low pole through no prompt to the high pole;
 3. finetuning: finetune-shift vs post-finetune oracle score over trait fractions; screening AUROC of trait-laden
@@ -32,8 +33,9 @@ from benchmarks.common import save_results
 from traitlab.evaluation.judges import OracleJudge, PerplexityCoherenceJudge
 from traitlab.evaluation.scoring import pearson
 from traitlab.finetune import FinetuneSettings, finetune
+from traitlab.methods.persona_optimize import OptimizeSettings
 from traitlab.methods.persona_sweep import apply_sweep, best_cell, sweep
-from traitlab.methods.persona_vectors import VARIANTS, ExtractionSettings, PersonaVector, extract
+from traitlab.methods.persona_vectors import ALL_VARIANTS, ExtractionSettings, PersonaVector, extract
 from traitlab.model import ORGANISM, LoadedModel, load_model
 from traitlab.monitor import auroc, finetune_shift, project_conversations, screen
 from traitlab.organism import OracleScorer
@@ -41,6 +43,7 @@ from traitlab.organism.corpus import TRAITS, finetune_set, heldout_questions, ne
 from traitlab.traits import load_trait
 
 OPPOSITE = {"high": "low", "low": "high"}
+OPTIMIZE = OptimizeSettings(layers=(1, 3), positions="response", steps=100, learning_rate=0.3, answers_per_step=16)
 
 
 def mean(values: list[float]) -> float:
@@ -69,11 +72,11 @@ def steering_figures(lm: LoadedModel, questions: list[str], quick: bool) -> tupl
             spec = load_trait(f"{trait}_{pole}")
             judge = OracleJudge(trait, pole)
             start = time.perf_counter()
-            vector = extract(lm, spec, judge, settings, coherence)
+            vector = extract(lm, spec, judge, settings, coherence, OPTIMIZE)
             sweep_questions = spec.eval_questions[: 8 if quick else 20]
-            result = sweep(lm, vector, spec, judge, range(1, lm.num_layers), [1.0, 2.0, 4.0, 8.0, 16.0],
+            result = sweep(lm, vector, spec, judge, range(1, lm.num_layers), [0.5, 1.0, 2.0, 4.0, 8.0, 16.0],
                            fluency_judge(lm, sweep_questions), 90.0, questions=sweep_questions, max_new_tokens=64,
-                           variants=VARIANTS, positions=["response", "prompt"])
+                           variants=ALL_VARIANTS, positions=["response", "prompt"])
             chosen = apply_sweep(vector, result, with_plot=False)
             paper_cell = best_cell([c for c in result.cells if (c.variant, c.positions) == ("response_avg",
                                                                                               "response")], 90.0)
@@ -86,10 +89,15 @@ def steering_figures(lm: LoadedModel, questions: list[str], quick: bool) -> tupl
                 steered = lm.generate_chat(questions, max_new_tokens=80).texts
             with paper.scaled(-1.0).applied(lm):
                 inhibited = lm.generate_chat(questions, systems, max_new_tokens=80).texts
+            with chosen.scaled(-1.0).applied(lm):
+                inhibited_chosen = lm.generate_chat(questions, systems, max_new_tokens=80).texts
+            ppl_inhibited_chosen = coherence.perplexities(questions, inhibited_chosen)
+            ppl_prompted = coherence.perplexities(questions, prompted)
             ppl_base = coherence.perplexities(questions, base)
             ppl_steered = coherence.perplexities(questions, steered)
             s_base, s_prompt = oriented(scorer, base, trait, pole), oriented(scorer, prompted, trait, pole)
             s_steer, s_inhib = oriented(scorer, steered, trait, pole), oriented(scorer, inhibited, trait, pole)
+            s_inhib_chosen = oriented(scorer, inhibited_chosen, trait, pole)
             gap = s_prompt - s_base
             rows[f"{trait}_{pole}"] = {
                 "layer": result.best.layer, "coef": result.best.coef, "variant": result.best.variant,
@@ -101,6 +109,11 @@ def steering_figures(lm: LoadedModel, questions: list[str], quick: bool) -> tupl
                 "inhibition": {"layer": paper_cell.layer, "coef": -paper_cell.coef},
                 "prompted_then_inhibited": s_inhib,
                 "fraction_of_shift_removed": round((s_prompt - s_inhib) / gap, 2) if gap else None,
+                "chosen_inhibition": {
+                    "prompted_then_inhibited": s_inhib_chosen,
+                    "fraction_of_shift_removed": round((s_prompt - s_inhib_chosen) / gap, 2) if gap else None,
+                    "ppl_ratio_to_prompted": round(statistics.median([p for p in ppl_inhibited_chosen if p]) /
+                                                   statistics.median([p for p in ppl_prompted if p]), 3)},
                 "seconds": round(time.perf_counter() - start, 1),
             }
             vectors[(trait, pole)] = paper

@@ -64,6 +64,10 @@ def no_model_load(monkeypatch):
      "unknown persona_vectors variant 'mean'"),
     (lambda c: c["methods"].append({"name": "persona_vectors", "params": {"positions": ["prompt", "middle"]}}),
      "unknown positions 'middle'"),
+    (lambda c: c["methods"].append({"name": "persona_vectors", "params": {"variants": ["optimized"]}}),
+     "needs optimize_layers"),
+    (lambda c: c["methods"].append({"name": "persona_vectors", "params": {"optimize_layers": [1],
+                                                                          "optimize_steps": 0}}), "steps ≥ 1"),
     (lambda c: c["methods"].append({"name": "personality_vector", "params": {"self_report": "nope.json"}}),
      "not found"),
 ])

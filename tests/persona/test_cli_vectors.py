@@ -101,6 +101,23 @@ def test_extract_sweeps_variants_and_positions_on_the_organism(tmp_path, monkeyp
     assert code == 0 and "sweep (unsteered" in shown and "*" in shown.split("prompt_avg @ prompt")[1].splitlines()[0]
 
 
+def test_optimized_variant_steers_extraversion_on_the_organism(tmp_path, monkeypatch, capsys):
+    """Extraversion high on the organism: the paper's mean-difference vector at layer 1 leaves the answers at
+    the unsteered 50, the vector fitted to the persona's own answers reaches ≥ 70 (measured 81) at full
+    coherence, and the sweep keeps it."""
+    out = tmp_path / "e.safetensors"
+    code, printed, err = run_cli(["vectors", "extract", "--trait", "extraversion_high", "-o", str(out), "--sweep",
+                                  "--layers", "1", "--coefs", "1", "--variants", "response_avg,optimized",
+                                  "--optimize-layers", "1", "--max-new-tokens", "64"], monkeypatch, capsys)
+    assert code == 0, err
+    chosen = load_intervention(out)
+    cells = {c["variant"]: c for c in chosen.extra["sweep"]["table"]}
+    assert (chosen.variant, chosen.scale) == ("optimized", 1.0)
+    assert cells["optimized"]["trait"] >= 70 and cells["optimized"]["coherence"] >= 90, cells
+    assert cells["response_avg"]["trait"] <= 55, cells
+    assert chosen.extra["optimized"]["layers"] == [1] and "optimized @ response" in printed
+
+
 @pytest.mark.parametrize("args, message", [
     (["vectors", "extract", "--trait", "nope", "-o", "{d}/x.safetensors"], "unknown trait 'nope'"),
     (["vectors", "extract", "--trait", "evil", "-o", "{d}/x.safetensors", "--model", "{d}/model"],
@@ -115,6 +132,10 @@ def test_extract_sweeps_variants_and_positions_on_the_organism(tmp_path, monkeyp
       "--variants", "nope"], "unknown variant 'nope'"),
     (["vectors", "extract", "--trait", "extraversion_high", "-o", "{d}/x.safetensors", "--sweep", "--positions",
       "middle"], "unknown positions 'middle'"),
+    (["vectors", "extract", "--trait", "extraversion_high", "-o", "{d}/x.safetensors", "--sweep", "--variants",
+      "optimized"], "needs --optimize-layers"),
+    (["vectors", "sweep", "{d}/v.safetensors", "--trait", "extraversion_high", "-o", "{d}/s.safetensors",
+      "--variants", "optimized"], "has no 'optimized' variant"),
 ])
 def test_vector_cli_errors(args, message, setup, monkeypatch, capsys):
     code, _, err = run_cli([a.format(d=setup) for a in args], monkeypatch, capsys)

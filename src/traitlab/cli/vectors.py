@@ -11,7 +11,8 @@ from traitlab.cli.common import DEVICE, DTYPE, MODEL, console, key_value_table
 from traitlab.cli.judging import JUDGE, JUDGE_CACHE, JUDGE_MODEL, JUDGE_URL, check_judge_options, make_judges
 from traitlab.errors import ConfigError
 from traitlab.interventions import load_intervention
-from traitlab.methods.persona_vectors import VARIANTS, ExtractionSettings, PersonaVector
+from traitlab.methods.persona_optimize import OPTIMIZED, OptimizeSettings
+from traitlab.methods.persona_vectors import ALL_VARIANTS, ExtractionSettings, PersonaVector
 from traitlab.model import load_model
 from traitlab.model.positions import POSITIONS
 from traitlab.traits import load_trait
@@ -57,7 +58,7 @@ def parse_grid(text: str | None, allowed: tuple[str, ...], what: str) -> list[st
 
 
 VARIANTS_OPTION = typer.Option(None, "--variants", help=f"Sweep vector variants too, e.g. response_avg,prompt_avg "
-                               f"({', '.join(VARIANTS)}; default the vector's own).")
+                               f"({', '.join(ALL_VARIANTS)}; default the vector's own).")
 POSITIONS_OPTION = typer.Option(None, "--positions", help=f"Sweep steered positions too, e.g. response,prompt "
                                 f"({', '.join(POSITIONS)}; default the vector's own).")
 
@@ -116,23 +117,37 @@ def extract(
     variants: str | None = VARIANTS_OPTION,
     positions: str | None = POSITIONS_OPTION,
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Rows per generation and capture batch."),
+    optimize_layers: str | None = typer.Option(
+        None, "--optimize-layers", help="Also fit an 'optimized' variant at these layers, e.g. 1,3: a vector "
+        "trained by gradient descent so that +v gives the kept positive answers and -v the negative ones."),
+    optimize_positions: str = typer.Option("response", "--optimize-positions",
+                                           help="Positions the optimized vector is added at while fitting."),
+    optimize_steps: int = typer.Option(100, "--optimize-steps", help="Adam steps per optimized layer."),
+    optimize_lr: float = typer.Option(0.3, "--optimize-lr", help="Adam learning rate of the optimized vector."),
     dtype: str | None = DTYPE,
     device: str | None = DEVICE,
 ) -> None:
-    """Extract a persona vector for a trait: contrastive answers, judge filter, mean activation difference."""
+    """Extract a persona vector for a trait: contrastive answers, judge filter, mean activation difference
+    (and, with --optimize-layers, a vector fitted to the same answers)."""
     spec = load_trait(trait)
     kind = check_judge_options(judge, judge_url, judge_model, model)
     settings = ExtractionSettings(n_per_question, temperature, 1.0, max_new_tokens, seed, trait_threshold,
                                   coherence_threshold, min_pairs, batch_size)
     layer_list, coef_list = parse_numbers(layers, int), parse_numbers(coefs)
-    variant_grid, position_grid = parse_grid(variants, VARIANTS, "variant"), parse_grid(positions, POSITIONS,
-                                                                                        "positions")
+    variant_grid, position_grid = parse_grid(variants, ALL_VARIANTS, "variant"), parse_grid(positions, POSITIONS,
+                                                                                            "positions")
+    optimize = None
+    if optimize_layers:
+        optimize = OptimizeSettings(tuple(parse_numbers(optimize_layers, int) or ()), optimize_positions,
+                                    optimize_steps, optimize_lr, seed=seed)
+    elif OPTIMIZED in (variant_grid or []):
+        raise ConfigError("the 'optimized' variant needs --optimize-layers")
     _check_out(out)
     lm = load_model(model, dtype=dtype, device=device)
     trait_judge, coherence_judge = make_judges(kind, spec, lm, judge_url, judge_model, judge_cache)
     from traitlab.methods.persona_vectors import extract as run_extraction
 
-    vector = run_extraction(lm, spec, trait_judge, settings, None if no_coherence else coherence_judge)
+    vector = run_extraction(lm, spec, trait_judge, settings, None if no_coherence else coherence_judge, optimize)
     console.print(f"{vector.extra['pairs_kept']} of {vector.extra['pairs_total']} pairs kept; mean scores "
                   f"pos {vector.extra['pos_mean_score']} / neg {vector.extra['neg_mean_score']}; "
                   f"best-separating layer {next(iter(vector.vectors))}")
@@ -165,10 +180,13 @@ def sweep_command(
     spec = load_trait(trait)
     kind = check_judge_options(judge, judge_url, judge_model, model)
     layer_list, coef_list = parse_numbers(layers, int), parse_numbers(coefs)
-    variant_grid, position_grid = parse_grid(variants, VARIANTS, "variant"), parse_grid(positions, POSITIONS,
-                                                                                        "positions")
+    variant_grid, position_grid = parse_grid(variants, ALL_VARIANTS, "variant"), parse_grid(positions, POSITIONS,
+                                                                                            "positions")
     _check_out(out)
     vector = _load_vector(vector_path)
+    missing = [v for v in variant_grid or [] if v not in vector.directions]
+    if missing:
+        raise ConfigError(f"{vector_path} has no '{missing[0]}' variant; have {', '.join(vector.directions)}")
     lm = load_model(model, dtype=dtype, device=device)
     vector.check_model(lm)
     trait_judge, coherence_judge = make_judges(kind, spec, lm, judge_url, judge_model, judge_cache)
@@ -190,7 +208,7 @@ def show(path: Path = typer.Argument(..., help="Persona-vector artifact.")) -> N
                                    "model": vector.fingerprint.model_type if vector.fingerprint else None},
                                   title=str(path)))
     table = Table(title="per layer")
-    for column in ("layer", "‖v‖", "separation (Cohen's d)"):
+    for column in ("layer", f"‖v‖ ({vector.variant})", "response_avg separation (Cohen's d)"):
         table.add_column(column)
     separation = vector.extra.get("separation_per_layer") or []
     for layer, row in enumerate(vector.directions[vector.variant]):

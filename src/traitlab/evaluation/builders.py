@@ -22,7 +22,8 @@ from traitlab.model import LoadedModel
 
 PERSONA_VECTOR_DEFAULTS = {"n_per_question": 1, "temperature": 1.0, "max_new_tokens": 80, "min_pairs": 5,
                            "layers": None, "coefs": [1.0, 2.0, 4.0, 8.0], "sweep_questions": 8,
-                           "positions": "response", "variants": None, "coherence_threshold": 50.0}
+                           "positions": "response", "variants": None, "coherence_threshold": 50.0,
+                           "optimize_layers": None, "optimize_steps": 100}
 PERSONALITY_VECTOR_DEFAULTS = {"n_per_question": 4, "temperature": 1.0, "max_new_tokens": 80, "method": "full",
                                "epochs": 2.0, "learning_rate": 3e-4, "batch_size": 8, "self_report": None}
 
@@ -39,15 +40,29 @@ def validate_persona_vectors(params: dict[str, Any]) -> None:
     merged = _checked(params, PERSONA_VECTOR_DEFAULTS, "persona_vectors")
     if not merged["coefs"] or any(not isinstance(c, int | float) for c in merged["coefs"]):
         raise ConfigError("persona_vectors coefs must be a non-empty list of numbers")
-    from traitlab.methods.persona_vectors import VARIANTS
+    from traitlab.methods.persona_optimize import OPTIMIZED
+    from traitlab.methods.persona_vectors import ALL_VARIANTS
     from traitlab.model.positions import check_positions
 
     positions = merged["positions"]
     for where in [positions] if isinstance(positions, str) else positions:
         check_positions(where)
     for variant in merged["variants"] or []:
-        if variant not in VARIANTS:
-            raise ConfigError(f"unknown persona_vectors variant '{variant}'; use {', '.join(VARIANTS)}")
+        if variant not in ALL_VARIANTS:
+            raise ConfigError(f"unknown persona_vectors variant '{variant}'; use {', '.join(ALL_VARIANTS)}")
+    if merged["optimize_layers"] is not None:
+        _optimize_settings(merged)
+    elif OPTIMIZED in (merged["variants"] or []):
+        raise ConfigError("the persona_vectors 'optimized' variant needs optimize_layers, e.g. [1, 3]")
+
+
+def _optimize_settings(params: dict[str, Any]) -> Any:
+    from traitlab.methods.persona_optimize import OptimizeSettings
+
+    layers = params["optimize_layers"]
+    if not isinstance(layers, list) or not all(isinstance(x, int) for x in layers):
+        raise ConfigError("persona_vectors optimize_layers must be a list of layer numbers")
+    return OptimizeSettings(tuple(layers), steps=params["optimize_steps"])
 
 
 def validate_personality_vector(params: dict[str, Any]) -> None:
@@ -85,7 +100,8 @@ def build_persona_vectors(lm: LoadedModel, spec: Any, params: dict[str, Any], wo
         trait_judge, coherence_judge = _judges(lm, spec, judges)
         settings = ExtractionSettings(n_per_question=p["n_per_question"], temperature=p["temperature"],
                                       max_new_tokens=p["max_new_tokens"], min_pairs=p["min_pairs"])
-        vector = extract(lm, spec, trait_judge, settings, coherence_judge)
+        optimize = _optimize_settings(p) if p["optimize_layers"] is not None else None
+        vector = extract(lm, spec, trait_judge, settings, coherence_judge, optimize)
         layers = p["layers"] or list(range(1, lm.num_layers))
         result = sweep(lm, vector, spec, trait_judge, layers, p["coefs"], coherence_judge, p["coherence_threshold"],
                        questions=spec.held_out_questions[: p["sweep_questions"]], max_new_tokens=64,

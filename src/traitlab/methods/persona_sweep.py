@@ -2,10 +2,10 @@
 each candidate layer with each coefficient, judge trait expression and coherence, and pick the cell with the
 highest trait score whose mean coherence stays ≥ the threshold.
 
-The grid may also span vector variants (response-average, prompt-average, last prompt token) and the positions
-steered (the paper steers response tokens; a model that reads its persona from the prompt through attention
-is steered better at prompt positions). All coefficients of one layer run in a single batched generation
-with per-row coefficients.
+The grid may also span vector variants (response-average, prompt-average, last prompt token, optimised) and
+the positions steered (the paper steers response tokens; a model that reads its persona from the prompt
+through attention is steered better at prompt positions). All coefficients of one layer run in a single
+batched generation with per-row coefficients.
 """
 
 from __future__ import annotations
@@ -76,7 +76,10 @@ def sweep(lm: LoadedModel, vector: PersonaVector, spec: TraitSpec, judge: Judge,
     row_coefs = torch.tensor([c for _ in qs for c in grid])
     cells: list[SweepCell] = []
     baseline: list[float] = []
-    runs = [(v, where, layer) for v in variant_grid for where in position_grid for layer in layers]
+    runs = [(v, where, layer) for v in variant_grid for where in position_grid for layer in layers
+            if vector.direction(layer, v).any()]  # an optimised variant is zero at layers it was not fitted at
+    if not runs:
+        raise ConfigError("every swept layer's direction is zero; sweep the layers the vector was optimised at")
     for variant, where, layer in track(runs, "sweeping layers", total=len(runs)):
         with residual_add(lm, layer, vector.direction(layer, variant), row_coefs, where):
             texts = lm.generate_chat(rows, max_new_tokens=max_new_tokens, batch_size=batch_size,

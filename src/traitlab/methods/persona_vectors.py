@@ -10,7 +10,9 @@ where ā is the mean over response tokens (``response_avg``; also ``prompt_avg``
 ``prompt_last`` at the last prompt token). Activations come from batched teacher-forced forwards with hooks.
 
 The default steering layer is the one whose projections best separate positive from negative answers
-(Cohen's d of a·v̂_ℓ); ``traitlab.methods.sweep`` refines it by steering held-out questions.
+(Cohen's d of a·v̂_ℓ); ``traitlab.methods.sweep`` refines it by steering held-out questions. With
+``optimize=OptimizeSettings(...)`` the positive answers of the kept pairs also fit an ``optimized`` variant by
+gradient descent (``traitlab.methods.persona_optimize``).
 """
 
 from __future__ import annotations
@@ -24,12 +26,14 @@ import torch
 
 from traitlab.errors import ConfigError
 from traitlab.interventions import Intervention, kwargs_from_meta, register
+from traitlab.methods.persona_optimize import OPTIMIZED, OptimizeSettings, optimize_directions
 from traitlab.methods.steering import Mode, ResidualSteering
 from traitlab.model import Generation, LoadedModel, capture_residual, teacher_forced
 from traitlab.progress import track
 from traitlab.traits import TraitSpec
 
 VARIANTS = ("response_avg", "prompt_avg", "prompt_last")
+ALL_VARIANTS = (*VARIANTS, OPTIMIZED)
 _VARIANT_POSITIONS = {"response_avg": "response", "prompt_avg": "prompt", "prompt_last": "last_prompt"}
 
 
@@ -160,8 +164,9 @@ def separation(pos: torch.Tensor, neg: torch.Tensor, vectors: torch.Tensor) -> t
 
 
 def extract(lm: LoadedModel, spec: TraitSpec, judge: Judge, settings: ExtractionSettings | None = None,
-            coherence_judge: Judge | None = None) -> PersonaVector:
-    """Run the whole extraction and return a ``PersonaVector`` steering at the best-separating layer."""
+            coherence_judge: Judge | None = None, optimize: OptimizeSettings | None = None) -> PersonaVector:
+    """Run the whole extraction and return a ``PersonaVector`` steering at the best-separating layer (with an
+    ``optimized`` variant fitted at ``optimize.layers`` when ``optimize`` is given)."""
     settings = settings or ExtractionSettings()
     data = rollouts(lm, spec, judge, settings, coherence_judge)
     keep = data.kept(settings)
@@ -184,6 +189,9 @@ def extract(lm: LoadedModel, spec: TraitSpec, judge: Judge, settings: Extraction
         "neg_mean_score": _mean([data.neg_scores[i] for i in keep]),
         "separation_per_layer": [round(float(x), 4) for x in d_per_layer],
     }
+    if optimize is not None:
+        directions[OPTIMIZED], losses = optimize_directions(lm, data.questions, data.pos, keep, optimize)
+        stats["optimized"] = {**dataclasses.asdict(optimize), "final_loss": losses}
     hyper = {**dataclasses.asdict(settings), "coherence_judged": coherence_judge is not None}
     return PersonaVector(directions, layers=[layer], trait=spec.trait_name, pole=spec.pole,
                          hyperparameters=hyper, fingerprint=lm.fingerprint, extra={"spec": spec.name, **stats})
