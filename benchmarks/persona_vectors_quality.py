@@ -55,15 +55,16 @@ def oriented(scorer: OracleScorer, texts: list[str], trait: str, pole: str) -> f
     return mean([r if pole == "high" else 100 - r for r in raw])
 
 
-def fluency_judge(lm: LoadedModel, questions: list[str]) -> PerplexityCoherenceJudge:
-    """Coherence 100 up to 1.5x the unsteered answers' median perplexity, 0 at 6x: with the sweep's threshold
-    of 90 it keeps the cells the acceptance allows (perplexity ≤ 1.5x unsteered)."""
+def fluency_judge(lm: LoadedModel, questions: list[str], limit: float = 1.5) -> PerplexityCoherenceJudge:
+    """Coherence 100 up to ``limit`` × the unsteered answers' median perplexity, 0 at 6x: with the sweep's
+    threshold of 90 it keeps the cells the acceptance allows (perplexity ≤ 1.5x unsteered at the default)."""
     answers = lm.generate_chat(questions, max_new_tokens=64, progress=False).texts
     base = statistics.median(p for p in PerplexityCoherenceJudge(lm).perplexities(questions, answers) if p)
-    return PerplexityCoherenceJudge(lm, good_ppl=1.5 * base, bad_ppl=6 * base)
+    return PerplexityCoherenceJudge(lm, good_ppl=limit * base, bad_ppl=6 * base)
 
 
-def steering_figures(lm: LoadedModel, questions: list[str], quick: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+def steering_figures(lm: LoadedModel, questions: list[str], quick: bool,
+                     fluency_limit: float = 1.5) -> tuple[dict[str, Any], dict[str, Any]]:
     scorer, coherence = OracleScorer(), PerplexityCoherenceJudge(lm)
     rows, vectors = {}, {}
     settings = ExtractionSettings(n_per_question=1, temperature=1.0, max_new_tokens=80)
@@ -75,8 +76,8 @@ def steering_figures(lm: LoadedModel, questions: list[str], quick: bool) -> tupl
             vector = extract(lm, spec, judge, settings, coherence, OPTIMIZE)
             sweep_questions = spec.eval_questions[: 8 if quick else 20]
             result = sweep(lm, vector, spec, judge, range(1, lm.num_layers), [0.5, 1.0, 2.0, 4.0, 8.0, 16.0],
-                           fluency_judge(lm, sweep_questions), 90.0, questions=sweep_questions, max_new_tokens=64,
-                           variants=ALL_VARIANTS, positions=["response", "prompt"])
+                           fluency_judge(lm, sweep_questions, fluency_limit), 90.0, questions=sweep_questions,
+                           max_new_tokens=64, variants=ALL_VARIANTS, positions=["response", "prompt"])
             chosen = apply_sweep(vector, result, with_plot=False)
             paper_cell = best_cell([c for c in result.cells if (c.variant, c.positions) == ("response_avg",
                                                                                               "response")], 90.0)
@@ -200,12 +201,14 @@ def main() -> None:
     parser.add_argument("--model", default=ORGANISM, help="The organism (default) or another checkpoint of it.")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/persona_vectors_quality.json"))
     parser.add_argument("--skip-finetune", action="store_true")
+    parser.add_argument("--fluency-limit", type=float, default=1.5,
+                        help="Perplexity ratio the sweep accepts; below 1.5 leaves a margin for held-out questions.")
     args = parser.parse_args()
     torch.set_num_threads(2)
     start = time.perf_counter()
     lm = load_model(args.model)
     questions = heldout_questions(seed=11)[: 16 if args.quick else 40]
-    steering, vectors = steering_figures(lm, questions, args.quick)
+    steering, vectors = steering_figures(lm, questions, args.quick, args.fluency_limit)
     results: dict[str, Any] = {"steering": steering,
                                "monitoring_r": monitoring_figures(lm, vectors, questions)}
     if not args.skip_finetune:

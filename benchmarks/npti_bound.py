@@ -1,0 +1,117 @@
+"""How far NPTI's own neurons can move the organism at best (issue 6): NPTI selects neurons from its statistics
+(default threshold 0.1, boost + clamp at generated tokens); here the boost sizes of exactly those neurons are
+fitted by gradient descent (kept ≥ 0 through a softplus, clamps kept, model frozen) to maximise the likelihood
+of the persona-prompted model's own answers with no system prompt. If even fitted boosts cannot reach half of
+the prompted shift, no γ, f(δ) or boost fraction of NPTI's formula can. For contrast, the optimised persona
+vector (one unrestricted residual vector at one layer, ``vectors extract --optimize-layers``) reaches extraversion
+high .69–.88 and conscientiousness low .74 on the same organism.
+
+Run: ``python -m benchmarks.npti_bound [--poles extraversion_high,...] [--out results.json]`` (≈ 3 min a pole).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import random
+import statistics
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from benchmarks.common import save_results
+from traitlab.evaluation.judges import PerplexityCoherenceJudge
+from traitlab.methods.neurons import NeuronInduction, fit
+from traitlab.model import ORGANISM, RESPONSE, LoadedModel, load_model, neuron_edit, pack
+from traitlab.organism import OracleScorer
+from traitlab.organism.corpus import fill_question, heldout_questions, question_templates
+from traitlab.traits import load_trait
+
+
+@contextlib.contextmanager
+def induced(lm: LoadedModel, npti: NeuronInduction, boosts: dict[int, torch.Tensor]) -> Iterator[None]:
+    """NPTI's edit at its own neurons, with the given boost sizes per block."""
+    with contextlib.ExitStack() as stack:
+        for block in npti.blocks:
+            index = npti.boosts[block][0] if block in npti.boosts else torch.empty(0, dtype=torch.long)
+            stack.enter_context(neuron_edit(lm, block, index, boosts.get(block, 0.0), npti.clamps.get(block, ()),
+                                            1.0, "response"))
+        yield
+
+
+def fitted_boosts(lm: LoadedModel, npti: NeuronInduction, questions: list[str], answers: list[str],
+                  steps: int = 150, lr: float = 0.1) -> tuple[dict[int, torch.Tensor], float]:
+    input_ids, attention_mask, roles = pack(lm.encode(lm.render([[{"role": "user", "content": q}] for q in questions])),
+                                            [lm.tokenizer(a, add_special_tokens=False)["input_ids"] for a in answers],
+                                            lm.tokenizer.pad_token_id)
+    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+    raw = {b: torch.log(torch.expm1(v.clamp(min=1e-3))).requires_grad_(True) for b, (_, v) in npti.boosts.items()}
+    optimizer = torch.optim.Adam(list(raw.values()), lr=lr)
+    generator = torch.Generator().manual_seed(0)
+    for parameter in lm.model.parameters():
+        parameter.requires_grad_(False)
+    for _ in range(steps):
+        rows = torch.randint(len(questions), (32,), generator=generator)
+        with lm.hooks.tracking(), lm.hooks.token_roles(roles[rows]), \
+                induced(lm, npti, {b: F.softplus(v) for b, v in raw.items()}):
+            logits = lm.model(input_ids=input_ids[rows], attention_mask=attention_mask[rows],
+                              position_ids=position_ids[rows], use_cache=False).logits
+        targets, answer = input_ids[rows][:, 1:], roles[rows][:, 1:] == RESPONSE
+        logp = torch.log_softmax(logits[:, :-1].float(), -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+        loss = -(logp * answer).sum() / answer.sum()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return {b: F.softplus(v).detach() for b, v in raw.items()}, round(float(loss.detach()), 3)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--poles", default="extraversion_high,conscientiousness_low,neuroticism_high,openness_high")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/npti_bound.json"))
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    lm, scorer = load_model(ORGANISM), OracleScorer()
+    judge = PerplexityCoherenceJudge(lm)
+    held_out = heldout_questions(seed=11)[:40]
+    base_ppl = statistics.median(p for p in judge.perplexities(
+        held_out, lm.generate_chat(held_out, max_new_tokens=80, progress=False).texts) if p)
+    rng = random.Random(0)
+    train = [fill_question(rng.choice(question_templates("train")), rng)[0] for _ in range(192)]
+    results: dict[str, Any] = {}
+    for name in args.poles.split(","):
+        start = time.perf_counter()
+        trait, pole = name.rsplit("_", 1)
+        spec = load_trait(name)
+
+        def oriented(texts: list[str], trait: str = trait, pole: str = pole) -> float:
+            scores = [scorer.trait_score(t, trait) for t in texts]
+            return statistics.fmean(s if pole == "high" else 100 - s for s in scores)
+
+        npti = fit(lm, spec, progress=False)
+        answers = lm.generate_chat(train, spec.positive_prompts(len(train)), max_new_tokens=80, temperature=1.0,
+                                   progress=False).texts
+        prompted = oriented(lm.generate_chat(held_out, spec.positive_prompts(len(held_out)), max_new_tokens=80,
+                                             progress=False).texts)
+        fitted, loss = fitted_boosts(lm, npti, train, answers)
+        rows = {}
+        for label, boosts in (("npti, γ = 1", {b: v for b, (_, v) in npti.boosts.items()}), ("fitted", fitted),
+                              ("fitted × 0.5", {b: 0.5 * v for b, v in fitted.items()})):
+            with induced(lm, npti, boosts):
+                texts = lm.generate_chat(held_out, max_new_tokens=80, progress=False).texts
+            ppl = statistics.median(p for p in judge.perplexities(held_out, texts) if p) / base_ppl
+            rows[label] = {"fraction_of_prompt_shift": round((oriented(texts) - 50) / (prompted - 50), 2),
+                           "ppl_ratio": round(ppl, 2)}
+        results[name] = {"boosted": sum(len(i) for i, _ in npti.boosts.values()),
+                         "clamped": sum(len(i) for i in npti.clamps.values()), "final_loss": loss, **rows,
+                         "seconds": round(time.perf_counter() - start, 1)}
+        print(name, results[name], flush=True)
+    save_results(results, args.out)
+
+
+if __name__ == "__main__":
+    main()
