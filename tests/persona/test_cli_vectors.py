@@ -134,6 +134,8 @@ def test_optimized_variant_steers_extraversion_on_the_organism(tmp_path, monkeyp
       "middle"], "unknown positions 'middle'"),
     (["vectors", "extract", "--trait", "extraversion_high", "-o", "{d}/x.safetensors", "--sweep", "--variants",
       "optimized"], "needs --optimize-layers"),
+    (["vectors", "extract", "--trait", "extraversion_high", "-o", "{d}/x.safetensors", "--optimize-layers", "9"],
+     "layer 9 is out of range"),
     (["vectors", "sweep", "{d}/v.safetensors", "--trait", "extraversion_high", "-o", "{d}/s.safetensors",
       "--variants", "optimized"], "has no 'optimized' variant"),
 ])

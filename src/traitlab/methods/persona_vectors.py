@@ -168,6 +168,8 @@ def extract(lm: LoadedModel, spec: TraitSpec, judge: Judge, settings: Extraction
     """Run the whole extraction and return a ``PersonaVector`` steering at the best-separating layer (with an
     ``optimized`` variant fitted at ``optimize.layers`` when ``optimize`` is given)."""
     settings = settings or ExtractionSettings()
+    for layer in optimize.layers if optimize else ():
+        lm.hooks.check_layer(layer)
     data = rollouts(lm, spec, judge, settings, coherence_judge)
     keep = data.kept(settings)
     total = len(data.questions)
