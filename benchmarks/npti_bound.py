@@ -26,7 +26,8 @@ import torch.nn.functional as F
 from benchmarks.common import save_results
 from traitlab.evaluation.judges import PerplexityCoherenceJudge
 from traitlab.methods.neurons import NeuronInduction, fit
-from traitlab.model import ORGANISM, RESPONSE, LoadedModel, load_model, neuron_edit, pack
+from traitlab.methods.persona_optimize import answer_nll, bare_batch
+from traitlab.model import ORGANISM, LoadedModel, load_model, neuron_edit
 from traitlab.organism import OracleScorer
 from traitlab.organism.corpus import fill_question, heldout_questions, question_templates
 from traitlab.traits import load_trait
@@ -45,24 +46,18 @@ def induced(lm: LoadedModel, npti: NeuronInduction, boosts: dict[int, torch.Tens
 
 def fitted_boosts(lm: LoadedModel, npti: NeuronInduction, questions: list[str], answers: list[str],
                   steps: int = 150, lr: float = 0.1) -> tuple[dict[int, torch.Tensor], float]:
-    input_ids, attention_mask, roles = pack(lm.encode(lm.render([[{"role": "user", "content": q}] for q in questions])),
-                                            [lm.tokenizer(a, add_special_tokens=False)["input_ids"] for a in answers],
-                                            lm.tokenizer.pad_token_id)
-    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+    """Boost sizes of NPTI's neurons (softplus of a free parameter, started at NPTI's γ = 1 sizes) fitted to the
+    answers; returns them and the final loss."""
+    answer_ids = [lm.tokenizer(a, add_special_tokens=False)["input_ids"] for a in answers]
     raw = {b: torch.log(torch.expm1(v.clamp(min=1e-3))).requires_grad_(True) for b, (_, v) in npti.boosts.items()}
     optimizer = torch.optim.Adam(list(raw.values()), lr=lr)
     generator = torch.Generator().manual_seed(0)
     for parameter in lm.model.parameters():
         parameter.requires_grad_(False)
     for _ in range(steps):
-        rows = torch.randint(len(questions), (32,), generator=generator)
-        with lm.hooks.tracking(), lm.hooks.token_roles(roles[rows]), \
-                induced(lm, npti, {b: F.softplus(v) for b, v in raw.items()}):
-            logits = lm.model(input_ids=input_ids[rows], attention_mask=attention_mask[rows],
-                              position_ids=position_ids[rows], use_cache=False).logits
-        targets, answer = input_ids[rows][:, 1:], roles[rows][:, 1:] == RESPONSE
-        logp = torch.log_softmax(logits[:, :-1].float(), -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-        loss = -(logp * answer).sum() / answer.sum()
+        rows = torch.randint(len(questions), (32,), generator=generator).tolist()
+        batch = bare_batch(lm, [questions[i] for i in rows], [answer_ids[i] for i in rows])
+        loss = answer_nll(lm, batch, induced(lm, npti, {b: F.softplus(v) for b, v in raw.items()}))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

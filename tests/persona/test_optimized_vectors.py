@@ -8,9 +8,10 @@ import torch
 from tests.persona.test_extraction import SETTINGS, SPEC, SplitJudge
 from traitlab import load_intervention
 from traitlab.errors import ConfigError
-from traitlab.methods.persona_optimize import OptimizeSettings, _answer_nll, _bare_batch, optimize_directions
+from traitlab.methods.persona_optimize import OptimizeSettings, answer_nll, bare_batch, optimize_directions
 from traitlab.methods.persona_sweep import sweep
 from traitlab.methods.persona_vectors import extract, rollouts
+from traitlab.model import residual_add
 
 
 def test_fit_lowers_the_answers_loss_and_leaves_the_model_as_it_was(llama):
@@ -21,12 +22,12 @@ def test_fit_lowers_the_answers_loss_and_leaves_the_model_as_it_was(llama):
     table, losses = optimize_directions(llama, data.questions, data.pos, keep, settings)
     assert table.shape == (llama.num_layers + 1, llama.hidden_size)
     assert table[2].norm() > 0 and all(table[k].abs().sum() == 0 for k in range(llama.num_layers + 1) if k != 2)
-    answers = _bare_batch(llama, data.questions, data.pos, keep)
+    answers = bare_batch(llama, [data.questions[i] for i in keep], [data.pos.response_ids[i] for i in keep])
+    noise = torch.randn(llama.hidden_size, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        fitted = _answer_nll(llama, answers, 2, table[2], "response")
-        unsteered = _answer_nll(llama, answers, 2, torch.zeros(llama.hidden_size), "response")
-        noise = torch.randn(llama.hidden_size, generator=torch.Generator().manual_seed(0))
-        same_norm = _answer_nll(llama, answers, 2, noise * table[2].norm() / noise.norm(), "response")
+        fitted, unsteered, same_norm = (answer_nll(llama, answers, residual_add(llama, 2, v, 1.0, "response"))
+                                        for v in (table[2], torch.zeros(llama.hidden_size),
+                                                  noise * table[2].norm() / noise.norm()))
     assert fitted < unsteered - 0.1 and fitted < same_norm - 0.1, (float(fitted), float(unsteered), float(same_norm))
     assert set(losses) == {2}
     for name, p in llama.model.named_parameters():

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 
 import torch
 
@@ -48,22 +49,20 @@ class OptimizeSettings:
         check_positions(self.positions)
 
 
-def _bare_batch(lm: LoadedModel, questions: Sequence[str], generation: Generation,
-                rows: Sequence[int]) -> tuple[torch.Tensor, ...]:
-    """``(input_ids, attention_mask, roles, position_ids)`` of each row's answer after its bare question."""
-    prompt_ids = lm.encode(lm.render([[{"role": "user", "content": questions[i]}] for i in rows]))
-    input_ids, attention_mask, roles = pack(prompt_ids, [generation.response_ids[i] for i in rows],
-                                            lm.tokenizer.pad_token_id)
+def bare_batch(lm: LoadedModel, questions: Sequence[str], answers: Sequence[Sequence[int]]) -> tuple[torch.Tensor, ...]:
+    """``(input_ids, attention_mask, roles, position_ids)`` of each answer's token ids after its bare question."""
+    prompt_ids = lm.encode(lm.render([[{"role": "user", "content": q}] for q in questions]))
+    input_ids, attention_mask, roles = pack(prompt_ids, answers, lm.tokenizer.pad_token_id)
     position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
     return tuple(t.to(lm.device) for t in (input_ids, attention_mask, roles, position_ids))
 
 
-def _answer_nll(lm: LoadedModel, batch: tuple[torch.Tensor, ...], layer: int, vector: torch.Tensor,
-                positions: str) -> torch.Tensor:
-    """Mean negative log-likelihood of the answer tokens with ``vector`` added at ``layer``."""
+def answer_nll(lm: LoadedModel, batch: tuple[torch.Tensor, ...], edit: AbstractContextManager) -> torch.Tensor:
+    """Mean negative log-likelihood of a ``bare_batch``'s answer tokens with ``edit`` (hooks) active, with
+    gradients."""
     input_ids, attention_mask, roles, position_ids = batch
     engine = lm.hooks
-    with engine.tracking(), engine.token_roles(roles), residual_add(lm, layer, vector, 1.0, positions):
+    with engine.tracking(), engine.token_roles(roles), edit:
         logits = lm.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                           use_cache=False).logits
     targets, answer = input_ids[:, 1:], roles[:, 1:] == RESPONSE
@@ -92,8 +91,8 @@ def optimize_directions(lm: LoadedModel, questions: Sequence[str], answers: Gene
             for _ in range(settings.steps):
                 picked = [rows[int(k)] for k in torch.randint(len(rows), (settings.answers_per_step,),
                                                               generator=generator)]
-                loss = _answer_nll(lm, _bare_batch(lm, questions, answers, picked), layer, vector,
-                                   settings.positions)
+                batch = bare_batch(lm, [questions[i] for i in picked], [answers.response_ids[i] for i in picked])
+                loss = answer_nll(lm, batch, residual_add(lm, layer, vector, 1.0, settings.positions))
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
