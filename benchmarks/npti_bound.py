@@ -6,7 +6,8 @@ the prompted shift, no γ, f(δ) or boost fraction of NPTI's formula can. For co
 vector (one unrestricted residual vector at one layer, ``vectors extract --optimize-layers``) reaches extraversion
 high .69–.88 and conscientiousness low .74 on the same organism.
 
-Run: ``python -m benchmarks.npti_bound [--poles extraversion_high,...] [--out results.json]`` (about 1 min a pole on 2 idle cores).
+Run: ``python -m benchmarks.npti_bound [--poles extraversion_high,...] [--out results.json]`` (about 1 min a pole
+on 2 idle cores).
 """
 
 from __future__ import annotations
