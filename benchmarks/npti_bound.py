@@ -13,11 +13,9 @@ on 2 idle cores).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import random
 import statistics
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,21 +26,16 @@ from benchmarks.common import save_results
 from traitlab.evaluation.judges import PerplexityCoherenceJudge
 from traitlab.methods.neurons import NeuronInduction, fit
 from traitlab.methods.persona_optimize import answer_nll, bare_batch
-from traitlab.model import ORGANISM, LoadedModel, load_model, neuron_edit
+from traitlab.model import ORGANISM, LoadedModel, load_model
 from traitlab.organism import OracleScorer
 from traitlab.organism.corpus import fill_question, heldout_questions, question_templates
 from traitlab.traits import load_trait
 
 
-@contextlib.contextmanager
-def induced(lm: LoadedModel, npti: NeuronInduction, boosts: dict[int, torch.Tensor]) -> Iterator[None]:
-    """NPTI's edit at its own neurons, with the given boost sizes per block."""
-    with contextlib.ExitStack() as stack:
-        for block in npti.blocks:
-            index = npti.boosts[block][0] if block in npti.boosts else torch.empty(0, dtype=torch.long)
-            stack.enter_context(neuron_edit(lm, block, index, boosts.get(block, 0.0), npti.clamps.get(block, ()),
-                                            1.0, "response"))
-        yield
+def with_boosts(npti: NeuronInduction, boosts: dict[int, torch.Tensor]) -> NeuronInduction:
+    """NPTI's edit at its own neurons and clamps, with other boost sizes per block."""
+    return NeuronInduction({b: (index, boosts[b]) for b, (index, _) in npti.boosts.items()}, npti.clamps,
+                           options=npti.options)
 
 
 def fitted_boosts(lm: LoadedModel, npti: NeuronInduction, questions: list[str], answers: list[str],
@@ -58,7 +51,7 @@ def fitted_boosts(lm: LoadedModel, npti: NeuronInduction, questions: list[str], 
     for _ in range(steps):
         rows = torch.randint(len(questions), (32,), generator=generator).tolist()
         batch = bare_batch(lm, [questions[i] for i in rows], [answer_ids[i] for i in rows])
-        loss = answer_nll(lm, batch, induced(lm, npti, {b: F.softplus(v) for b, v in raw.items()}))
+        loss = answer_nll(lm, batch, with_boosts(npti, {b: F.softplus(v) for b, v in raw.items()}).applied(lm))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -97,7 +90,7 @@ def main() -> None:
         rows = {}
         for label, boosts in (("npti, γ = 1", {b: v for b, (_, v) in npti.boosts.items()}), ("fitted", fitted),
                               ("fitted × 0.5", {b: 0.5 * v for b, v in fitted.items()})):
-            with induced(lm, npti, boosts):
+            with with_boosts(npti, boosts).applied(lm):
                 texts = lm.generate_chat(held_out, max_new_tokens=80, progress=False).texts
             ppl = statistics.median(p for p in judge.perplexities(held_out, texts) if p) / base_ppl
             rows[label] = {"fraction_of_prompt_shift": round((oriented(texts) - 50) / (prompted - 50), 2),

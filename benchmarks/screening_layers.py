@@ -20,8 +20,9 @@ from typing import Any
 import torch
 
 from benchmarks.common import save_results
+from benchmarks.persona_vectors_quality import OPTIMIZE
 from traitlab.evaluation.judges import OracleJudge, PerplexityCoherenceJudge
-from traitlab.methods.persona_optimize import OptimizeSettings, optimize_directions
+from traitlab.methods.persona_optimize import optimize_directions
 from traitlab.methods.persona_vectors import VARIANTS, ExtractionSettings, rollouts, row_activations
 from traitlab.model import ORGANISM, load_model
 from traitlab.monitor import auroc, screen
@@ -50,8 +51,7 @@ def main() -> None:
         reread = [row_activations(lm, dataclasses.replace(g, prompt_ids=bare), keep)["response_avg"].mean(0)
                   for g in (data.pos, data.neg)]
         directions["response_avg re-read without prompt"] = reread[0] - reread[1]
-        directions["optimized"], _ = optimize_directions(lm, data.questions, data.pos, keep,
-                                                         OptimizeSettings(layers=(1, 3)))
+        directions["optimized"], _ = optimize_directions(lm, data.questions, data.pos, keep, OPTIMIZE)
         mixed = finetune_set(trait, "high", 0.5, 120, seed=2)
         labels = [row["meta"]["marked"] for row in mixed]
         table = {}

@@ -119,7 +119,7 @@ def extract(
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Rows per generation and capture batch."),
     optimize_layers: str | None = typer.Option(
         None, "--optimize-layers", help="Also fit an 'optimized' variant at these layers, e.g. 1,3: a vector "
-        "trained by gradient descent so that +v gives the kept positive answers and -v the negative ones."),
+        "trained by gradient descent so that the unprompted model gives the kept positive answers."),
     optimize_positions: str = typer.Option("response", "--optimize-positions",
                                            help="Positions the optimized vector is added at while fitting."),
     optimize_steps: int = typer.Option(100, "--optimize-steps", help="Adam steps per optimized layer."),
@@ -138,7 +138,7 @@ def extract(
                                                                                             "positions")
     optimize = None
     if optimize_layers:
-        optimize = OptimizeSettings(tuple(parse_numbers(optimize_layers, int) or ()), optimize_positions,
+        optimize = OptimizeSettings(tuple(parse_numbers(optimize_layers, int)), optimize_positions,
                                     optimize_steps, optimize_lr, seed=seed)
     elif OPTIMIZED in (variant_grid or []):
         raise ConfigError("the 'optimized' variant needs --optimize-layers")

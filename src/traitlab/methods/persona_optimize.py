@@ -23,7 +23,7 @@ from contextlib import AbstractContextManager
 import torch
 
 from traitlab.errors import ConfigError
-from traitlab.model import RESPONSE, Generation, LoadedModel, pack, residual_add
+from traitlab.model import RESPONSE, Generation, LoadedModel, pack, residual_add, teacher_forced
 from traitlab.model.positions import check_positions
 from traitlab.progress import track
 
@@ -50,21 +50,17 @@ class OptimizeSettings:
 
 
 def bare_batch(lm: LoadedModel, questions: Sequence[str], answers: Sequence[Sequence[int]]) -> tuple[torch.Tensor, ...]:
-    """``(input_ids, attention_mask, roles, position_ids)`` of each answer's token ids after its bare question."""
+    """``(input_ids, attention_mask, roles)`` of each answer's token ids after its bare question."""
     prompt_ids = lm.encode(lm.render([[{"role": "user", "content": q}] for q in questions]))
-    input_ids, attention_mask, roles = pack(prompt_ids, answers, lm.tokenizer.pad_token_id)
-    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-    return tuple(t.to(lm.device) for t in (input_ids, attention_mask, roles, position_ids))
+    return tuple(t.to(lm.device) for t in pack(prompt_ids, answers, lm.tokenizer.pad_token_id))
 
 
 def answer_nll(lm: LoadedModel, batch: tuple[torch.Tensor, ...], edit: AbstractContextManager) -> torch.Tensor:
     """Mean negative log-likelihood of a ``bare_batch``'s answer tokens with ``edit`` (hooks) active, with
     gradients."""
-    input_ids, attention_mask, roles, position_ids = batch
-    engine = lm.hooks
-    with engine.tracking(), engine.token_roles(roles), edit:
-        logits = lm.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                          use_cache=False).logits
+    input_ids, attention_mask, roles = batch
+    with edit:
+        logits = teacher_forced(lm, input_ids, attention_mask, roles, grad=True).logits
     targets, answer = input_ids[:, 1:], roles[:, 1:] == RESPONSE
     logp = torch.log_softmax(logits[:, :-1].float(), dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
     return -(logp * answer).sum() / answer.sum().clamp(min=1)

@@ -227,13 +227,13 @@ def capture_linear_inputs(engine: HookEngine, positions: str = "all", modules: M
 
 
 def teacher_forced(engine: HookEngine, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                   roles: torch.Tensor | None = None) -> Any:
-    """One no-grad forward over ``input_ids`` with explicit token roles; returns the model output, or ``None``
-    when a capture stopped the pass early (``stop_after_last``)."""
+                   roles: torch.Tensor | None = None, grad: bool = False) -> Any:
+    """One forward over ``input_ids`` with explicit token roles (no-grad unless ``grad``); returns the model
+    output, or ``None`` when a capture stopped the pass early (``stop_after_last``)."""
     engine = engine_of(engine)
     position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
     roles = attention_mask.long() if roles is None else roles
-    with torch.no_grad(), engine.tracking(), engine.token_roles(roles):
+    with torch.set_grad_enabled(grad), engine.tracking(), engine.token_roles(roles):
         try:
             return engine.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                                 use_cache=False)
