@@ -9,7 +9,9 @@ reply look extraverted. The trait evidence is the projection on the trait's dire
 ``calibrate``; ``scale``: half the distance between the poles' replies, or a multiple of the baseline's spread),
 shrunk toward 0 by a *form* factor that is 1 for prose and falls for keyword lists (few function words) and
 loops (few distinct bigrams): a list of trait words is not a reply that shows a personality. The score is
-``100 · sigmoid(2 · form · u)``: 50 = no evidence, about 88 / 12 for a typical reply of the high / low pole.
+``100 · sigmoid(form · u)``: 50 = no evidence, about 73 / 27 for a typical reply of the high / low pole in
+the project's text (u = ±1; a single neutral reply's u has a spread of about 0.5-0.7, so one reply is a noisy
+reading and means over replies are what to compare).
 
 Weights (``data/embedding_judge.safetensors``, a few kB) come from ``traitlab judges fit``
 (``evaluation/judge_fit.py``); their measured validity is in the file's metadata and printed by
@@ -33,7 +35,7 @@ import numpy as np
 from traitlab.errors import ConfigError
 
 EMBEDDER = "wordllama/l2_supercat_256"
-SLOPE = 2.0
+SLOPE = 1.0
 BASELINE_SPREAD = 2.0  # after calibrate(): u = 1 at this many baseline standard deviations
 WEIGHTS = Path(__file__).parent / "data" / "embedding_judge.safetensors"
 
@@ -62,7 +64,7 @@ def words(text: str) -> list[str]:
 
 def form_factor(text: str) -> float:
     """1 for ordinary prose; lower for keyword lists (function words under a fifth of the words) and loops
-    (distinct bigrams under half): ``min(1, fw_share / 0.2) · min(1, distinct_bigrams / 0.5)``."""
+    (distinct bigrams under half): ``min(1, fw_share / 0.2) · min(1, distinct_bigrams / 0.5)²``."""
     ws = words(text)
     if not ws:
         return 0.0
@@ -70,7 +72,7 @@ def form_factor(text: str) -> float:
     factor = min(1.0, share / 0.2)
     if len(ws) >= 4:
         bigrams = list(itertools.pairwise(ws))
-        factor *= min(1.0, len(set(bigrams)) / len(bigrams) / 0.5)
+        factor *= min(1.0, len(set(bigrams)) / len(bigrams) / 0.5) ** 2
     return factor
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -36,8 +37,9 @@ Scorer = Callable[[Sequence[str], Sequence[str], str], np.ndarray]
 
 
 def default_data_dir() -> Path:
-    """``../shared/data`` relative to the checkout (the repository's parent folder)."""
-    return Path(__file__).resolve().parents[4] / "shared" / "data"
+    """``$TRAITLAB_SHARED_DATA``, else ``../shared/data`` relative to the checkout (the repository's parent)."""
+    env = os.environ.get("TRAITLAB_SHARED_DATA")
+    return Path(env) if env else Path(__file__).resolve().parents[4] / "shared" / "data"
 
 
 @dataclass

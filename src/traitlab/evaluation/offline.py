@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from traitlab.errors import ConfigError
+from traitlab.errors import ConfigError, ModelLoadError
 
 BIG_FIVE = ("openness", "conscientiousness", "extraversion", "agreeableness", "neuroticism")
 CALIBRATION_QUESTIONS = 24
@@ -122,12 +122,19 @@ def offline_judges(lm: Any | None, reference: str | None = "gemma-3-270m", calib
     from traitlab.evaluation.embedding_judge import default_judge
 
     judge = default_judge()
+    coherence: Any = None
     if reference is not None:
-        coherence: Any = ReferenceCoherenceJudge(load_reference(reference))
-    elif lm is not None:
+        try:
+            coherence = ReferenceCoherenceJudge(load_reference(reference))
+        except ModelLoadError as exc:
+            if lm is None:
+                raise
+            from traitlab.progress import stderr
+
+            stderr.print(f"warning: reference LM '{reference}' unavailable ({exc}); coherence falls back to the "
+                         f"perplexity under {lm.spec} itself")
+    if coherence is None and lm is not None:
         coherence = ReferenceCoherenceJudge(lm)
-    else:
-        coherence = None
     if calibrate and lm is not None:
         questions, replies = baseline_replies(lm, max_new_tokens=max_new_tokens)
         label = f"baseline:{lm.spec}"
