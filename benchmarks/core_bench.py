@@ -18,7 +18,8 @@ from traitlab.model import LoadedModel, capture_residual, residual_add, teacher_
 from traitlab.model.generation import SamplingParams, generate_ids, pack
 
 
-def bench(lm: LoadedModel, name: str, batch: int, prompt_len: int, new_tokens: int) -> None:
+def bench(lm: LoadedModel, name: str, batch: int, prompt_len: int, new_tokens: int) -> dict[str, float]:
+    """Print and return the hook and capture ratios on ``lm``."""
     torch.manual_seed(0)
     vocab = min(lm.model.config.vocab_size, 250)
     prompts = [torch.randint(3, vocab, (prompt_len - (i % 5),)).tolist() for i in range(batch)]
@@ -62,6 +63,9 @@ def bench(lm: LoadedModel, name: str, batch: int, prompt_len: int, new_tokens: i
     print(f"[{name}] batched forward of {batch}×{input_ids.shape[1]} tokens: one-layer capture / plain "
           f"throughput ratio {fwd['plain'] / fwd['capture']:.3f} (target ≥ 0.95); speed-up over per-example "
           f"output_hidden_states {fwd['per_example'] / fwd['capture']:.1f}×")
+    return {"generation_tok_s": tokens / gen["plain"], "hooked_generation_ratio": gen["plain"] / gen["hooked"],
+            "capture_forward_ratio": fwd["plain"] / fwd["capture"],
+            "capture_speedup_over_per_example": fwd["per_example"] / fwd["capture"]}
 
 
 def main() -> None:

@@ -33,6 +33,24 @@ def model_dir(tmp_path_factory):
     return save_model(tiny_model("llama"), tmp_path_factory.mktemp("tiny-llama"))
 
 
+def require_builtin(name: str) -> None:
+    """Skip with the install command when a built-in model's package is absent (CI installs them)."""
+    from traitlab.model.builtins import BUILTIN_MODELS
+
+    model = BUILTIN_MODELS[name]
+    if not model.installed():
+        pytest.skip(f"{name} is not installed: {model.install_command}")
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    """SmolLM2-135M-Instruct from its PyPI package, loaded once per test session (read-only for the tests)."""
+    from traitlab.model import load_model
+
+    require_builtin("smollm2-135m-instruct")
+    return load_model("smollm2-135m-instruct", device="cpu")
+
+
 @pytest.fixture
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():

@@ -12,6 +12,7 @@ import torch
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
+from traitlab.model.kvcache import cache_kwargs, output_cache
 from traitlab.model.tiny import tiny_model
 from traitlab.serve import batching
 from traitlab.serve.engine import _find_stop, _holdback
@@ -101,7 +102,7 @@ def decode(lm, invariance, prompts: list[list[int]], steps: int) -> torch.Tensor
     for ids in prompts:
         x = torch.tensor([ids])
         out = lm.model(input_ids=x, attention_mask=torch.ones_like(x), use_cache=True)
-        cache = batching.merge_caches(cache, out.past_key_values)
+        cache = batching.merge_caches(cache, output_cache(out))
         first.append(out.logits[0, -1])
     lengths = [len(p) for p in prompts]
     logits = [torch.stack(first)]
@@ -112,7 +113,8 @@ def decode(lm, invariance, prompts: list[list[int]], steps: int) -> torch.Tensor
             mask[i, width - n - 1:] = 1
         with invariance.decoding([n + 1 for n in lengths]):
             out = lm.model(input_ids=logits[-1].argmax(-1, keepdim=True), attention_mask=mask,
-                           position_ids=torch.tensor([[n] for n in lengths]), past_key_values=cache, use_cache=True)
+                           position_ids=torch.tensor([[n] for n in lengths]), use_cache=True,
+                           **cache_kwargs(lm.model, cache))
         lengths = [n + 1 for n in lengths]
         logits.append(out.logits[:, -1])
     return torch.stack(logits, dim=1)
@@ -135,7 +137,7 @@ def test_select_rows_drops_rows_and_padding(invariant_llama):
     caches = []
     for ids in (a, b):
         x = torch.tensor([ids])
-        caches.append(lm.model(input_ids=x, attention_mask=torch.ones_like(x), use_cache=True).past_key_values)
+        caches.append(output_cache(lm.model(input_ids=x, attention_mask=torch.ones_like(x), use_cache=True)))
     keys_a, keys_b = caches[0].layers[0].keys.clone(), caches[1].layers[0].keys.clone()
     merged = batching.merge_caches(caches[0], caches[1])
     assert batching.mergeable(merged) and batching.cache_width(merged) == 6

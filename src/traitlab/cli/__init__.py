@@ -4,6 +4,7 @@ one line on stderr and exit code 2."""
 from __future__ import annotations
 
 import sys
+import warnings
 
 import typer
 
@@ -14,6 +15,7 @@ from traitlab.cli import (
     info,
     judges,
     merge,
+    models,
     monitor,
     neurons,
     organism,
@@ -23,22 +25,28 @@ from traitlab.cli import (
     vectors,
 )
 from traitlab.errors import TraitlabError
-from traitlab.progress import set_quiet
+from traitlab.progress import set_quiet, set_verbose
 
 app = typer.Typer(help="Find, steer, monitor and edit the personality of language models.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 
 
 @app.callback()
-def _options(quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars.")) -> None:
-    from transformers.utils import logging as hf_logging
-
+def _options(quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+             verbose: bool = typer.Option(False, "--verbose", help="Let the libraries' own logs and warnings "
+                                          "through (transformers, torch), for debugging.")) -> None:
     set_quiet(quiet)
-    if quiet or not sys.stderr.isatty():
-        hf_logging.disable_progress_bar()
+    set_verbose(verbose)
+    if verbose:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_warning()
+        hf_logging.enable_progress_bar()
+        warnings.resetwarnings()
 
 
 app.command("info")(info.info)
+app.command("models")(models.models)
 app.command("chat")(chat.chat)
 app.command("demo")(demo.demo)
 app.command("compare")(evaluate.compare)
@@ -63,6 +71,8 @@ def main() -> None:
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    warnings.simplefilter("ignore")  # library chatter; --verbose turns it back on
     try:
         app()
     except TraitlabError as exc:

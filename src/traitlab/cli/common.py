@@ -15,7 +15,8 @@ from traitlab.errors import ConfigError
 console = Console()
 
 MODEL = typer.Option("traitlab/persona-tiny", "--model", "-m",
-                     help="Hub id, local model folder, or traitlab/persona-tiny.")
+                     help="Built-in name (`traitlab models`: smollm2-135m-instruct, gemma-3-270m, ...), "
+                     "a .gguf file, a local model folder, or a hub id.")
 FAMILY = typer.Option(None, "--family", help="JSON file overriding family-table fields (layers, mlp, act, ...).")
 DTYPE = typer.Option(None, "--dtype", help="auto, float32, bfloat16 or float16 (default: float32 on CPU).")
 DEVICE = typer.Option(None, "--device", help="cpu, cuda, cuda:N or auto (device_map='auto' over GPUs).")

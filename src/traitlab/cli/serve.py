@@ -10,7 +10,7 @@ import typer
 
 from traitlab.cli.common import DEVICE, DTYPE, FAMILY, MODEL, read_family
 from traitlab.errors import ConfigError
-from traitlab.model.loaded import ORGANISM
+from traitlab.model.builtins import ORGANISM
 
 
 def serve(

@@ -32,7 +32,8 @@ from traitlab.evaluation.judges import (
     trait_rubric,
 )
 from traitlab.interventions import Intervention
-from traitlab.model.loaded import ORGANISM, LoadedModel
+from traitlab.model.builtins import ORGANISM
+from traitlab.model.loaded import LoadedModel
 
 
 def is_organism(lm: LoadedModel) -> bool:

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from traitlab.errors import ConfigError
+from traitlab.model.kvcache import cache_kwargs, output_cache
 from traitlab.model.positions import PAD, PROMPT, RESPONSE
 from traitlab.progress import track
 
@@ -167,7 +168,7 @@ def generate_ids(model: torch.nn.Module, tracker: Any, prompt_ids: Sequence[Sequ
                 attention_mask = torch.cat([attention_mask, (~done).long().unsqueeze(-1)], dim=-1)
                 position_ids = position_ids[:, -1:] + 1
                 out = model(input_ids=token.unsqueeze(-1), attention_mask=attention_mask,
-                            position_ids=position_ids, past_key_values=out.past_key_values, use_cache=True)
+                            position_ids=position_ids, use_cache=True, **cache_kwargs(model, output_cache(out)))
             _collect(torch.stack(steps, dim=1).tolist(), rows, set(stop_ids), responses, finished)
     return responses, finished
 

@@ -21,6 +21,7 @@ from torch import nn
 
 from traitlab.errors import ConfigError, LayerError
 from traitlab.model.family import Family, get_path
+from traitlab.model.kvcache import input_cache
 from traitlab.model.positions import Positions, roles_from_phase, select_positions
 
 ResidualFn = Callable[[torch.Tensor, "ForwardState"], torch.Tensor]
@@ -92,7 +93,7 @@ class HookEngine:
                                   f"has {(batch, seq)}")
             self.state.set_roles(roles)
             return
-        cache = kwargs.get("past_key_values")
+        cache = input_cache(kwargs)
         past = cache.get_seq_length() if cache is not None and hasattr(cache, "get_seq_length") else 0
         device = next(self.model.parameters()).device
         self.state.set_roles(roles_from_phase(kwargs.get("attention_mask"), (batch, seq), past, device))

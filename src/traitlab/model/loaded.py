@@ -1,5 +1,5 @@
 """``LoadedModel``: a causal LM with its tokenizer, family adapter, hook engine and fingerprint, and
-``load_model`` to get one from a hub id, a local folder, or a built-in name."""
+``load_model`` to get one from a built-in name, a GGUF file, a local folder or a hub id."""
 
 from __future__ import annotations
 
@@ -14,13 +14,15 @@ import torch
 from torch import nn
 
 from traitlab.errors import ConfigError, ModelLoadError
+from traitlab.model.builtins import BUILTIN_MODELS, ORGANISM, builtin
 from traitlab.model.chat import ChatRenderer, Conversation, conversations
 from traitlab.model.family import Family, get_path, resolve_family
 from traitlab.model.fingerprint import Fingerprint, compute_fingerprint
 from traitlab.model.generation import Generation, SamplingParams, TokenCallback, generate_ids, stop_token_ids
+from traitlab.model.gguf import builtin_folder, gguf_folder, single_gguf_in
 from traitlab.model.hooks import HookEngine
+from traitlab.model.quiet import library_quiet
 
-ORGANISM = "traitlab/persona-tiny"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
           "float16": torch.float16, "fp16": torch.float16}
@@ -122,9 +124,7 @@ class LoadedModel:
         return self.generate_chat([message], system, progress=False, **generation).texts[0]
 
 
-def builtin_path(name: str) -> Path:
-    if name != ORGANISM:
-        raise ModelLoadError(f"unknown built-in model '{name}'; the built-in is {ORGANISM}")
+def organism_path() -> Path:
     path = Path(str(resources.files("traitlab.organism"))) / "persona-tiny"
     if not (path / "config.json").is_file():
         raise ModelLoadError(f"the built-in organism is missing from {path}; train it with "
@@ -133,17 +133,28 @@ def builtin_path(name: str) -> Path:
 
 
 def resolve_spec(spec: str) -> str:
-    """A built-in name, a local model folder, or a hub id; anything else is a clear error."""
-    if spec == ORGANISM:
-        return str(builtin_path(spec))
+    """A local HF folder or hub id for ``spec``: a built-in name (``traitlab models``), a ``.gguf`` file or a
+    folder holding one (converted once into the cache, see ``traitlab.model.gguf``), a local model folder,
+    or a hub id. Anything else is a clear error."""
+    known = builtin(spec)
+    if known is not None:
+        return str(organism_path() if spec == ORGANISM else builtin_folder(known))
     path = Path(spec).expanduser()
-    if path.exists():
-        if not (path / "config.json").is_file():
-            raise ModelLoadError(f"'{spec}' is not a model folder: it has no config.json")
-        return str(path)
+    if path.is_file():
+        if path.suffix.lower() != ".gguf":
+            raise ModelLoadError(f"'{spec}' is a file but not a .gguf model; give a GGUF file or a model folder")
+        return str(gguf_folder(path))
+    if path.is_dir():
+        if (path / "config.json").is_file():
+            return str(path)
+        gguf = single_gguf_in(path)
+        if gguf is None:
+            raise ModelLoadError(f"'{spec}' is not a model folder: it has no config.json and no .gguf file")
+        return str(gguf_folder(gguf))
     if spec.startswith((".", "/", "~")) or not _HUB_ID.match(spec):
-        raise ModelLoadError(f"model '{spec}' not found: give a local folder with config.json, a hub id "
-                             f"(org/name), or {ORGANISM}")
+        names = ", ".join(BUILTIN_MODELS)
+        raise ModelLoadError(f"model '{spec}' not found: give a built-in name ({names}), a .gguf file, a local "
+                             "folder with config.json, or a hub id (org/name)")
     return spec
 
 
@@ -166,20 +177,21 @@ def load_model(spec: str, dtype: str | torch.dtype | None = None, device: str | 
     source = resolve_spec(spec)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     torch_dtype = _dtype(dtype, device)
-    try:
-        config = AutoConfig.from_pretrained(source)
-    except (OSError, ValueError, KeyError) as exc:
-        raise ModelLoadError(f"could not read the config of '{spec}': {str(exc).splitlines()[0]}") from None
-    with torch.device("meta"):
-        skeleton = AutoModelForCausalLM.from_config(config)
-    resolve_family(skeleton, config.get_text_config().model_type, family)
-    del skeleton
-    try:
-        placement = {"device_map": "auto"} if device == "auto" else {}
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **placement)
-        tokenizer = AutoTokenizer.from_pretrained(source)
-    except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"could not load '{spec}': {str(exc).splitlines()[0]}") from None
+    with library_quiet():
+        try:
+            config = AutoConfig.from_pretrained(source)
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelLoadError(f"could not read the config of '{spec}': {str(exc).splitlines()[0]}") from None
+        with torch.device("meta"):
+            skeleton = AutoModelForCausalLM.from_config(config)
+        resolve_family(skeleton, config.get_text_config().model_type, family)
+        del skeleton
+        try:
+            placement = {"device_map": "auto"} if device == "auto" else {}
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **placement)
+            tokenizer = AutoTokenizer.from_pretrained(source)
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(f"could not load '{spec}': {str(exc).splitlines()[0]}") from None
     if device != "auto":
         model = model.to(device)
     return LoadedModel(model, tokenizer, family, spec=spec)

@@ -38,6 +38,7 @@ import torch
 
 from traitlab.errors import TraitlabError
 from traitlab.model.generation import SamplingParams, _accepts_logits_to_keep, next_tokens
+from traitlab.model.kvcache import cache_kwargs, output_cache
 from traitlab.model.loaded import LoadedModel
 from traitlab.serve import batching, monitor
 from traitlab.serve.personas import PersonaSet, SharedKey
@@ -272,7 +273,7 @@ class Engine:
     def _probe(self) -> bool:
         ids = torch.tensor([[self.lm.tokenizer.pad_token_id] * 2], device=self.lm.device)
         out = self.lm.model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True)
-        ok = batching.mergeable(out.past_key_values)
+        ok = batching.mergeable(output_cache(out))
         if not ok:
             log.warning("this model's KV cache cannot be merged across requests; decoding one request at a time")
         return ok
@@ -385,7 +386,7 @@ class Engine:
             return
         if row.finish is not None:
             return
-        self._cache = batching.merge_caches(self._cache, out.past_key_values)
+        self._cache = batching.merge_caches(self._cache, output_cache(out))
         self._rows.append(row)
         self.max_rows_seen = max(self.max_rows_seen, len(self._rows))
 
@@ -407,7 +408,7 @@ class Engine:
             invariant = self.invariance.decoding(lengths.tolist()) if self.mergeable else contextlib.nullcontext()
             with self._hooks([r.req for r in rows]), invariant:
                 out = self.lm.model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                                    past_key_values=self._cache, use_cache=True)
+                                    use_cache=True, **cache_kwargs(self.lm.model, self._cache))
         except Exception as exc:  # fail the batch, keep serving
             log.exception("decode step failed")
             for row in rows:
