@@ -191,3 +191,27 @@ def test_judges_score_errors_are_one_line(tmp_path, monkeypatch, capsys, content
     code, _, err = _cli(["judges", "score", "--input", str(path), "--coherence", "none", *args],
                         monkeypatch, capsys)
     assert code == 2 and err.startswith("error:") and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_auto_off_the_organism_builds_calibrated_offline_judges(model_dir):
+    """``--judge auto`` on a non-organism model without an endpoint: the embedding trait judge and the
+    reference-LM coherence judge, both calibrated on the model's own replies; the situational summary names
+    both judges and carries the profile."""
+    from traitlab.evaluation.config import JudgeConfig, SituationalConfig
+    from traitlab.evaluation.suite import Judges, run_situational
+    from traitlab.model import load_model
+    from traitlab.traits import load_trait
+
+    lm = load_model(str(model_dir))
+    judges = Judges.from_config(JudgeConfig(kind="auto", reference=str(model_dir)), lm)
+    assert judges.kind == "embedding"
+    spec = load_trait("extraversion_low")
+    judge, rubric = judges.trait_judge(spec)
+    assert judge.name == f"embedding:traitlab@baseline:{lm.spec}:extraversion/low" and rubric == ""
+    summary = run_situational(lm, None, spec, judges, SituationalConfig(n_questions=2, max_new_tokens=8),
+                              with_coherence=True, fluency=False)
+    assert summary["judge"] == judge.name
+    assert summary["coherence_judge"] == f"coherence:{model_dir}@baseline:{lm.spec}"
+    assert 0 <= summary["expression_mean"] <= 100 and "empath:party" in summary["profile"]
+    humor, _ = judges.trait_judge(load_trait("humor"))
+    assert humor.name.startswith("embedding:spec:humor")
