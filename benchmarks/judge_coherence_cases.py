@@ -7,7 +7,7 @@ words, shuffled), a word-shuffled reply, a loop (its first sentence repeated unt
 ``ReferenceCoherenceJudge`` on Gemma-3-270m (default calibration) and by the embedding trait judge on its own
 pole, to show that broken replies lose coherence even when the trait score stays high.
 
-    python benchmarks/judge_coherence_cases.py [--n 20]
+    python benchmarks/judge_coherence_cases.py [--n 2]
 
 Writes ``benchmarks/results/judge_coherence_cases.json``; about a minute after Gemma loads.
 """
@@ -75,7 +75,7 @@ def broken_variants(reply: str, rng: random.Random) -> dict[str, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--n", type=int, default=4, help="fluent replies per pole")
+    parser.add_argument("--n", type=int, default=2, help="fluent replies per pole")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/judge_coherence_cases.json"))
     args = parser.parse_args()
 

@@ -5,7 +5,6 @@ linguistic profile, and ``traitlab judges score`` with its one-line errors."""
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 import pytest
@@ -145,15 +144,9 @@ def test_repetition_measures_and_profile():
 
 
 def _cli(args, monkeypatch, capsys):
-    from traitlab.cli import main
+    from tests.core.test_cli import run_cli
 
-    monkeypatch.setattr(sys, "argv", ["traitlab", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    return code, *capsys.readouterr()
+    return run_cli(args, monkeypatch, capsys)
 
 
 def test_judges_score_command(tmp_path, model_dir, monkeypatch, capsys):
