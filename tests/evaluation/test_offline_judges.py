@@ -208,3 +208,22 @@ def test_auto_off_the_organism_builds_calibrated_offline_judges(model_dir):
     assert 0 <= summary["expression_mean"] <= 100 and "empath:party" in summary["profile"]
     humor, _ = judges.trait_judge(load_trait("humor"))
     assert humor.name.startswith("embedding:spec:humor")
+
+
+def test_judges_validate_and_fit_commands(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "mine.csv"
+    path.write_text(f'text,trait,pole\n"{EXTRAVERTED}",extraversion,high\n"{INTROVERTED}",extraversion,low\n'
+                    '"I tell jokes all day.",humor,high\n"I am serious.",humor,low\n')
+    empty = tmp_path / "no-sets"
+    empty.mkdir()
+    code, out, _ = _cli(["judges", "validate", "--data", str(empty), "--csv", str(path), "--json"], monkeypatch, capsys)
+    rows = json.loads(out)["rows"]
+    assert code == 0 and rows[0]["trait"] == "extraversion" and rows[0]["auroc"] == 1.0
+    assert rows[1]["note"] == "no judge for this trait"
+    code, _, err = _cli(["judges", "validate", "--data", str(tmp_path / "absent")], monkeypatch, capsys)
+    assert code == 2 and err.startswith("error:") and "not found" in err
+    code, _, err = _cli(["judges", "validate", "--compare", "embedding", "--csv", str(path)], monkeypatch, capsys)
+    assert code == 2 and "--compare" in err
+    out_file = tmp_path / "judge.safetensors"
+    code, _, _ = _cli(["judges", "fit", "--out", str(out_file), "--data", str(empty)], monkeypatch, capsys)
+    assert code == 0 and EmbeddingJudge.load(out_file).validity["openness"] == "unknown"
