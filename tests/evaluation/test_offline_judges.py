@@ -124,6 +124,11 @@ def test_user_csv_sets(tmp_path):
     judge = default_judge()
     (row,) = jv.validate(lambda qs, xs, t: judge.score_matrix(qs, xs)[:, judge.index(t)], [s])
     assert row["auroc"] == 1.0 and row["n"] == 2
+    s.texts, s.labels, s.questions = s.texts * 2, [1, 0, 1, 0], s.questions * 2
+    s.texts[2] = "I like people."
+    same = jv.validate(lambda qs, xs, t: judge.score_matrix(qs, xs)[:, judge.index(t)], [s],
+                       others={"mirror": lambda qs, xs, t: -judge.score_matrix(qs, xs)[:, judge.index(t)]})
+    assert same[0]["spearman[mirror]"] == pytest.approx(-1.0)
     path.write_text("text,pole\nx,high\n")
     with pytest.raises(ConfigError, match="columns"):
         jv.csv_sets(path)
