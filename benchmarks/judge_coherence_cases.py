@@ -7,7 +7,7 @@ words, shuffled), a word-shuffled reply, a loop (its first sentence repeated unt
 ``ReferenceCoherenceJudge`` on Gemma-3-270m (default calibration) and by the embedding trait judge on its own
 pole, to show that broken replies lose coherence even when the trait score stays high.
 
-    python benchmarks/judge_coherence_cases.py [--n 2]
+    python -m benchmarks.judge_coherence_cases [--n 2]
 
 Writes ``benchmarks/results/judge_coherence_cases.json``; about a minute after Gemma loads.
 """

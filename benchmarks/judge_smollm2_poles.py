@@ -11,7 +11,7 @@ prompted reply lands on the pole's side of the unprompted reply to the same ques
 (pole − unprompted, in judge points, sign toward the pole). Also: the reference-LM coherence of every condition
 when Gemma-3-270m loads, and the mean linguistic profile per condition.
 
-    python benchmarks/judge_smollm2_poles.py [--n 8] [--max-new-tokens 48] [--styles library,plain]
+    python -m benchmarks.judge_smollm2_poles [--n 8] [--max-new-tokens 48] [--styles library,plain]
 
 About 5 minutes on two idle CPU cores (15 with other jobs beside it). Writes
 ``benchmarks/results/judge_smollm2_poles.json``.

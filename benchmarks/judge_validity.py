@@ -7,7 +7,7 @@ organism's high-pole reply sentences minus the low ones, no question, no form fa
 keyword list per pole (the content words of the pole's persona adjectives, no sentence around them): the floor
 reads them as evidence, the shipped judge as none (50).
 
-    python benchmarks/judge_validity.py [--data DIR]
+    python -m benchmarks.judge_validity [--data DIR]
 
 Seconds. Writes ``benchmarks/results/judge_validity.json``.
 """
