@@ -32,6 +32,5 @@ __all__ = [
 from traitlab.evaluation.coherence import ReferenceCoherenceJudge
 from traitlab.evaluation.embedding_judge import EmbeddingJudge, default_judge
 from traitlab.evaluation.judge_fit import judge_for_spec
-from traitlab.evaluation.profile import profile
 
-__all__ += ["EmbeddingJudge", "ReferenceCoherenceJudge", "default_judge", "judge_for_spec", "profile"]
+__all__ += ["EmbeddingJudge", "ReferenceCoherenceJudge", "default_judge", "judge_for_spec"]
