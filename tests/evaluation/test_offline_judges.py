@@ -202,7 +202,7 @@ def test_auto_off_the_organism_builds_calibrated_offline_judges(model_dir):
 
     lm = load_model(str(model_dir))
     judges = Judges.from_config(JudgeConfig(kind="auto", reference=str(model_dir)), lm)
-    assert judges.kind == "embedding"
+    assert judges.kind == "embedding" and judges.embedding._built is None  # nothing built until used
     spec = load_trait("extraversion_low")
     judge, rubric = judges.trait_judge(spec)
     assert judge.name == f"embedding:traitlab@baseline:{lm.spec}:extraversion/low" and rubric == ""

@@ -142,3 +142,42 @@ def offline_judges(lm: Any | None, reference: str | None = "gemma-3-270m", calib
         if coherence is not None:
             coherence = coherence.calibrate(questions, replies, label)
     return judge, coherence
+
+
+class LazyOfflineJudges:
+    """``offline_judges(lm, …)`` built on first use, so a run that judges no replies (a questionnaire-only
+    ``traitlab eval``) neither loads the reference LM nor generates the calibration replies."""
+
+    def __init__(self, lm: Any, reference: str | None = "gemma-3-270m", calibrate: bool = True) -> None:
+        self.lm, self.reference, self.calibrate = lm, reference, calibrate
+        self._built: tuple[Any, Any] | None = None
+
+    def get(self) -> tuple[Any, Any]:
+        """(calibrated EmbeddingJudge, coherence judge)."""
+        if self._built is None:
+            self._built = offline_judges(self.lm, self.reference, self.calibrate)
+        return self._built
+
+    @property
+    def trait(self) -> Any:
+        return self.get()[0]
+
+    def coherence_judge(self) -> LazyCoherence:
+        return LazyCoherence(self)
+
+
+class LazyCoherence:
+    """The coherence judge of a ``LazyOfflineJudges`` behind the ``Judge`` protocol."""
+
+    def __init__(self, parent: LazyOfflineJudges) -> None:
+        self.parent = parent
+
+    @property
+    def name(self) -> str:
+        return str(self.parent.get()[1].name)
+
+    def score(self, question: str, answer: str, rubric: str = "") -> float | None:
+        return self.parent.get()[1].score(question, answer, rubric)
+
+    def score_many(self, triples: Sequence[tuple[str, str, str]]) -> list[float | None]:
+        return self.parent.get()[1].score_many(triples)

@@ -68,10 +68,10 @@ class Judges:
         if kind == "oracle":
             return cls("oracle", lm, None, PerplexityCoherenceJudge(lm))
         if kind == "embedding":
-            from traitlab.evaluation.offline import offline_judges
+            from traitlab.evaluation.offline import LazyOfflineJudges
 
-            embedding, coherence = offline_judges(lm, config.reference, config.calibrate)
-            return cls("embedding", lm, None, coherence, embedding)
+            offline = LazyOfflineJudges(lm, config.reference, config.calibrate)
+            return cls("embedding", lm, None, offline.coherence_judge(), offline)
         if kind == "endpoint":
             from traitlab.evaluation.client import ChatClient
 
@@ -97,8 +97,9 @@ class Judges:
         if self.kind == "embedding":
             from traitlab.evaluation.judge_fit import judge_for_spec
 
-            known = spec.trait_name in self.embedding.traits
-            return (self.embedding if known else judge_for_spec(spec)).for_trait(spec.trait_name, pole), ""
+            embedding = self.embedding.trait
+            known = spec.trait_name in embedding.traits
+            return (embedding if known else judge_for_spec(spec)).for_trait(spec.trait_name, pole), ""
         assert self.shared is not None
         return self.shared, trait_rubric(spec, pole)
 
