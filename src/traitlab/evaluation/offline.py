@@ -4,7 +4,8 @@
 a trait judge per trait and a coherence judge (one JSON-ready dict per row: ``scores``, ``coherence``,
 ``judge``, and optionally ``profile``). ``calibration_questions`` are the project's own train questions, used
 to draw the unsteered model's baseline replies (``baseline_replies``) that calibrate the embedding judge and
-the coherence judge; they never overlap the evaluation questions of the trait library.
+the coherence judge; they never overlap the evaluation questions of the trait library. ``offline_judges`` builds
+the pair for a model; ``LazyOfflineJudges`` (what ``--judge auto``/``embedding`` uses) builds it on first use.
 """
 
 from __future__ import annotations
