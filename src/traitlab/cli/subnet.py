@@ -12,7 +12,6 @@ from rich.table import Table
 
 from traitlab.cli.common import DEVICE, DTYPE, FAMILY, MODEL, console, key_value_table, read_family
 from traitlab.errors import ConfigError
-from traitlab.interventions import load_intervention
 from traitlab.methods.subnet_calibration import GenerationSettings, read_persona_jsonl, resolve_trait
 from traitlab.methods.subnetworks import FindSettings, SubnetworkMask, parse_blocks
 
@@ -26,10 +25,7 @@ def _check_out(out: Path) -> None:
 
 
 def _load_mask(path: Path) -> SubnetworkMask:
-    mask = load_intervention(path)
-    if not isinstance(mask, SubnetworkMask):
-        raise ConfigError(f"{path} is a {mask.mechanism} artifact, not a subnetwork mask")
-    return mask
+    return SubnetworkMask.load(path)
 
 
 @app.command()

@@ -10,7 +10,6 @@ from rich.table import Table
 from traitlab.cli.common import DEVICE, DTYPE, MODEL, console, key_value_table
 from traitlab.cli.judging import JUDGE, JUDGE_CACHE, JUDGE_MODEL, JUDGE_URL, check_judge_options, make_judges
 from traitlab.errors import ConfigError
-from traitlab.interventions import load_intervention
 from traitlab.methods.persona_optimize import OPTIMIZED, OptimizeSettings
 from traitlab.methods.persona_vectors import ALL_VARIANTS, ExtractionSettings, PersonaVector
 from traitlab.model import load_model
@@ -40,10 +39,7 @@ def _check_out(out: Path) -> None:
 
 
 def _load_vector(path: Path) -> PersonaVector:
-    vector = load_intervention(path)
-    if not isinstance(vector, PersonaVector):
-        raise ConfigError(f"{path} is a {vector.mechanism} artifact, not a persona vector")
-    return vector
+    return PersonaVector.load(path)
 
 
 def parse_grid(text: str | None, allowed: tuple[str, ...], what: str) -> list[str] | None:

@@ -1,0 +1,94 @@
+"""Training data for personality vectors (arXiv 2509.19727): the Big5-Chat CSV layout, chat JSONL, or
+**self-distilled** data — the model's own answers under a persona system prompt, saved without the prompt, so
+any model can get a personality vector with no external data."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from traitlab.errors import ConfigError
+from traitlab.evaluation.questionnaire import Administration, Inventory
+from traitlab.evaluation.scoring import parse_first_integer
+from traitlab.model import LoadedModel
+from traitlab.model.chat import Conversation
+from traitlab.traits import TraitSpec
+
+BIG5CHAT_COLUMNS = ("trait", "level", "train_instruction", "train_input", "train_output")
+
+
+def load_big5chat(path: str | Path, trait: str, level: str, keep_instruction: bool = False,
+                  limit: int | None = None) -> list[Conversation]:
+    """Rows of one trait and level from a Big5-Chat CSV (``trait, level, train_instruction, train_input,
+    train_output``) as conversations; the persona instruction is dropped unless ``keep_instruction``, so the
+    finetuned model carries the persona without being told."""
+    source = Path(path)
+    if not source.is_file():
+        raise ConfigError(f"Big5-Chat file {source} not found")
+    with source.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in BIG5CHAT_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ConfigError(f"{source} lacks the Big5-Chat column(s) {', '.join(missing)}")
+        conversations = []
+        for row in reader:
+            if row["trait"].strip().lower() != trait or row["level"].strip().lower() != level:
+                continue
+            turns = [{"role": "system", "content": row["train_instruction"]}] if keep_instruction else []
+            turns += [{"role": "user", "content": row["train_input"]},
+                      {"role": "assistant", "content": row["train_output"]}]
+            conversations.append(turns)
+            if limit and len(conversations) >= limit:
+                break
+    if not conversations:
+        raise ConfigError(f"{source} has no rows for trait '{trait}' at level '{level}'")
+    return conversations
+
+
+def self_distill(lm: LoadedModel, spec: TraitSpec, n_per_question: int = 8, temperature: float = 1.0,
+                 max_new_tokens: int = 96, seed: int = 0, batch_size: int = 64,
+                 self_report: Inventory | None = None) -> list[Conversation]:
+    """The model's answers to the spec's extraction questions under its positive instructions (cycled),
+    ``n_per_question`` samples each, returned without the system prompt; empty answers are dropped.
+
+    With ``self_report``, the persona also answers each of that inventory's items ``n_per_question`` times per
+    administration (the questionnaire harness's wordings × option orders) and the answers that parse as 1-5
+    are kept, so the finetuned model reports its personality as well as speaking in it. Distil from a
+    different instrument than the one you evaluate with."""
+    questions = [q for q in spec.questions for _ in range(n_per_question)]
+    systems = spec.positive_prompts(len(questions))
+    answers = lm.generate_chat(questions, systems, max_new_tokens=max_new_tokens, temperature=temperature,
+                               seed=seed, batch_size=batch_size).texts
+    rows = [_chat(q, a) for q, a in zip(questions, answers, strict=True) if a.strip()]
+    if self_report is not None:
+        rows += _self_report(lm, spec, self_report, n_per_question, temperature, seed, batch_size)
+    return rows
+
+
+def _chat(question: str, answer: str) -> Conversation:
+    return [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+
+
+def _self_report(lm: LoadedModel, spec: TraitSpec, inventory: Inventory, n_per_item: int, temperature: float,
+                 seed: int, batch_size: int) -> list[Conversation]:
+    if not inventory.items:
+        raise ConfigError(f"self-report inventory {inventory.name} has no items")
+    admin = Administration()
+    prompts = [admin.prompt(item, w, order) for item in inventory.items for w, order in admin.respondents()
+               for _ in range(n_per_item)]
+    systems = spec.positive_prompts(len(prompts))
+    answers = lm.generate_chat(prompts, systems, max_new_tokens=4, temperature=temperature, seed=seed,
+                               batch_size=batch_size).texts
+    return [_chat(p, a.strip()) for p, a in zip(prompts, answers, strict=True)
+            if parse_first_integer(a, 1, 5) is not None]
+
+
+def write_chat_jsonl(conversations: list[Conversation], out: str | Path) -> Path:
+    target = Path(out)
+    if not target.parent.is_dir():
+        raise ConfigError(f"cannot write {target}: folder {target.parent} does not exist")
+    temporary = target.with_name(f".{target.name}.tmp")
+    temporary.write_text("".join(json.dumps({"messages": c}) + "\n" for c in conversations))
+    temporary.replace(target)
+    return target
