@@ -15,15 +15,35 @@ from traitlab.evaluation.judges import (
     PerplexityCoherenceJudge,
     trait_rubric,
 )
-from traitlab.evaluation.methods import METHODS, register_method
 from traitlab.evaluation.questionnaire import Administration, Inventory, Item, administer, load_inventory
+from traitlab.evaluation.recipes import RECIPES, Recipe, RecipeContext
 from traitlab.evaluation.report import summary_table, write_report
 from traitlab.evaluation.runner import run_experiment
 from traitlab.evaluation.situational import evaluate_situational, load_personalitybench, question_set
 
 __all__ = [
-    "COHERENCE_RUBRIC", "METHODS", "Administration", "EndpointJudge", "Experiment", "Inventory", "Item", "Judge",
-    "LocalJudge", "OracleJudge", "PerplexityCoherenceJudge", "administer", "dose_response", "evaluate_situational",
-    "load_experiment", "load_inventory", "load_personalitybench", "question_set", "register_method",
-    "run_experiment", "summary_table", "trait_rubric", "write_report",
+    "COHERENCE_RUBRIC",
+    "RECIPES",
+    "Administration",
+    "EndpointJudge",
+    "Experiment",
+    "Inventory",
+    "Item",
+    "Judge",
+    "LocalJudge",
+    "OracleJudge",
+    "PerplexityCoherenceJudge",
+    "Recipe",
+    "RecipeContext",
+    "administer",
+    "dose_response",
+    "evaluate_situational",
+    "load_experiment",
+    "load_inventory",
+    "load_personalitybench",
+    "question_set",
+    "run_experiment",
+    "summary_table",
+    "trait_rubric",
+    "write_report",
 ]

@@ -33,8 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
-import json
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,7 +41,7 @@ import torch
 from torch import nn
 
 from traitlab.errors import ArtifactError, ConfigError
-from traitlab.interventions import Coef, Intervention, kwargs_from_meta, register
+from traitlab.interventions import Coef, Intervention, kwargs_from_meta
 from traitlab.methods.subnet_calibration import (
     CALIBRATION_POSITIONS,
     CalibrationSet,
@@ -211,7 +209,6 @@ class AppliedMask:
                     values.numpy() if data.device.type == "cpu" else values)
 
 
-@register
 class SubnetworkMask(Intervention):
     """A persona subnetwork: per-Linear keep-masks, bit-packed. See the module docstring for scale semantics."""
 
@@ -505,72 +502,6 @@ def find(lm: LoadedModel, spec: TraitSpec, pole: str | None = None, settings: Fi
 def stats_for(lm: LoadedModel, calibration: CalibrationSet, settings: FindSettings) -> dict[str, LinearInputStats]:
     blocks = list(settings.blocks) if settings.blocks else None
     return collect_stats(lm, calibration, settings.positions, settings.modules, blocks, settings.batch_size)
-
-
-# ---------------------------------------------------------------------------------------------- comparison runner
-
-_RUNNER_PARAMS = {"sparsity", "contrastive", "modules", "blocks", "with_system", "positions", "n_answers", "seed",
-                  "temperature", "max_new_tokens", "pole", "disjoint", "eps"}
-
-
-def _settings_from_params(params: Mapping[str, Any]) -> FindSettings:
-    extra = sorted(set(params) - _RUNNER_PARAMS)
-    if extra:
-        raise ConfigError(f"method 'subnetwork' has no parameter {', '.join(extra)} "
-                          f"(parameters: {', '.join(sorted(_RUNNER_PARAMS))})")
-    for key in ("contrastive", "with_system"):
-        if key in params and not isinstance(params[key], bool):
-            raise ConfigError(f"method 'subnetwork': {key} must be true or false")
-    for key in ("n_answers", "seed", "max_new_tokens"):
-        if key in params and (isinstance(params[key], bool) or not isinstance(params[key], int)):
-            raise ConfigError(f"method 'subnetwork': {key} must be an integer")
-    if "temperature" in params and not isinstance(params["temperature"], int | float):
-        raise ConfigError("method 'subnetwork': temperature must be a number")
-    if "pole" in params and params["pole"] not in ("high", "low"):
-        raise ConfigError("method 'subnetwork': pole must be high or low")
-    blocks = params.get("blocks")
-    if blocks is not None:
-        if isinstance(blocks, str):
-            blocks = parse_blocks(blocks)
-        if not isinstance(blocks, list) or not all(isinstance(b, int) and not isinstance(b, bool) for b in blocks):
-            raise ConfigError("method 'subnetwork': blocks must be a list of block indices or a range like 0-3")
-        blocks = tuple(blocks)
-    try:
-        generation = GenerationSettings(n_answers=params.get("n_answers", 1),
-                                        temperature=float(params.get("temperature", 1.0)),
-                                        max_new_tokens=params.get("max_new_tokens", 64), seed=params.get("seed", 0))
-        return FindSettings(sparsity=params.get("sparsity"), contrastive=params.get("contrastive", False),
-                            modules=params.get("modules", "all"), blocks=blocks,
-                            with_system=params.get("with_system", False), positions=params.get("positions", "response"),
-                            eps=float(params.get("eps", 1e-6)), disjoint=params.get("disjoint", "none"),
-                            generation=generation)
-    except ConfigError as exc:
-        raise ConfigError(f"method 'subnetwork': {exc}") from None
-
-
-def validate_runner_params(params: dict[str, Any]) -> None:
-    """Check a comparison-runner ``subnetwork`` method's parameters (no model needed); ``ConfigError`` if bad."""
-    _settings_from_params(params)
-
-
-def runner_builder(lm: LoadedModel, spec: TraitSpec, params: dict[str, Any], workdir: Path) -> Intervention:
-    """The comparison runner's ``subnetwork`` method: the mask of the spec's pole (or ``params['pole']``), cached
-    as an artifact under ``workdir`` keyed by the model fingerprint, the spec and the parameters."""
-    settings = _settings_from_params(params)
-    pole, _ = spec_pole(spec, params.get("pole"))
-    key = json.dumps({"fingerprint": lm.fingerprint.to_dict(), "spec": spec.model_dump(), "pole": pole,
-                      "settings": settings.hyperparameters()}, sort_keys=True, default=str)
-    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    path = workdir / f"subnetwork-{spec.name}-{pole}-{digest}.tl.safetensors"
-    if path.is_file():
-        from traitlab.interventions import load_intervention
-
-        return load_intervention(path, lm)
-    mask, _ = find(lm, spec, pole, settings)
-    mask.save(path)
-    return mask
 
 
 def parse_blocks(text: str | None) -> list[int] | None:
