@@ -38,9 +38,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from traitlab.errors import ConfigError, TraitlabError, validation_message
 from traitlab.evaluation.recipes import recipe
+from traitlab.traits.spec import BIG_FIVE
 
 SUITES = ("questionnaire", "situational", "coherence", "capability", "monitor")
-BIG_FIVE = ("openness", "conscientiousness", "extraversion", "agreeableness", "neuroticism")
 
 
 class _Strict(BaseModel):
@@ -258,9 +258,7 @@ def validate_experiment(experiment: Experiment, base: Path | None = None) -> tup
 
         load_mcq(ev.capability.file)
     if experiment.judge.kind == "oracle":
-        from traitlab.organism.corpus import TRAITS
-
-        odd = [s.trait_name for s in specs.values() if s.trait_name not in TRAITS]
+        odd = [s.trait_name for s in specs.values() if s.trait_name not in BIG_FIVE]
         if odd:
             raise ConfigError(f"the oracle judge scores only the Big Five; not {', '.join(odd)}")
     return experiment, specs

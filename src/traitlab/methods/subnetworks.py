@@ -65,6 +65,7 @@ from traitlab.methods.subnet_masks import (
     wanda_scores,
 )
 from traitlab.model import LinearInputStats, LoadedModel, linear_modules
+from traitlab.model.family import is_conv1d
 from traitlab.traits import TraitSpec
 
 MODULE_FILTERS = ("all", "mlp", "attention")
@@ -72,10 +73,6 @@ WANDA_SPARSITY = 0.5
 CONTRASTIVE_SPARSITY = 0.3
 BLOCK_CONVENTION = "0-based decoder block index; block k produces layer k+1"
 MASK_LAYOUT = "parameter layout (nn.Linear [out, in]; GPT-2 Conv1D [in, out]); bit 1 = kept; packbits big-endian"
-
-
-def is_conv1d(module: nn.Module) -> bool:
-    return type(module).__name__ == "Conv1D"
 
 
 def check_blocks(lm: LoadedModel, blocks: Sequence[int] | None) -> list[int] | None:
