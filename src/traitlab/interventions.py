@@ -116,12 +116,13 @@ class Intervention(abc.ABC):
             raise ArtifactError(f"corrupt {cls.mechanism} artifact: {exc}") from None
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], model: LoadedModel | None = None) -> Self:
-        """Load an artifact that must hold this mechanism (``ConfigError`` naming the one it holds otherwise);
-        with ``model``, check it was made for that model."""
+    def load(cls, path: str | os.PathLike[str], model: LoadedModel | None = None, what: str | None = None) -> Self:
+        """Load an artifact that must hold this mechanism (``ConfigError`` naming the one it holds otherwise,
+        and ``what`` was expected); with ``model``, check it was made for that model."""
         meta, tensors = read_artifact(path)
         if meta.get("mechanism") != cls.mechanism:
-            raise ConfigError(f"{path} is a {meta.get('mechanism')} artifact, not a {cls.mechanism} one")
+            expected = what or f"a {cls.mechanism} one"
+            raise ConfigError(f"{path} is a {meta.get('mechanism')} artifact, not {expected}")
         intervention = cls.rebuild(meta, tensors)
         if model is not None:
             intervention.check_model(model)

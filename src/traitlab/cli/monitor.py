@@ -4,7 +4,6 @@ conversations, training-data screening, and SFT with optional preventative steer
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 from typing import Any
 
@@ -15,20 +14,13 @@ from traitlab.cli.vectors import _check_out, _load_vector
 from traitlab.errors import ConfigError
 from traitlab.model import load_model
 from traitlab.model.chat import Conversation
+from traitlab.readers import read_jsonl
 
 
 def read_conversations(path: Path) -> list[Conversation]:
     """JSONL of ``{"messages": [...]}`` (or a bare list of messages) per line."""
-    if not path.is_file():
-        raise ConfigError(f"input {path} not found")
     rows = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path}:{number} is not valid JSON: {exc.msg}") from None
+    for number, row in read_jsonl(path, "input"):
         messages = row.get("messages") if isinstance(row, dict) else row
         if not isinstance(messages, list) or not messages:
             raise ConfigError(f"{path}:{number} needs a non-empty 'messages' list")

@@ -92,7 +92,7 @@ def show(path: Path = typer.Argument(..., help="NPTI artifact."),
     """Counts per layer, the top neurons by |δ| and a per-layer bar chart of an NPTI artifact."""
     from traitlab.methods.neurons import NeuronInduction
 
-    induction = NeuronInduction.load(path)
+    induction = NeuronInduction.load(path, what="an NPTI one")
     stats, options = induction.stats, induction.options
     rows = {"trait": induction.trait, "pole": induction.pole, "scale (γ)": induction.scale,
             "threshold": options.threshold, "top_k": options.top_k, "use f(δ)": options.use_f,

@@ -25,7 +25,7 @@ def _check_out(out: Path) -> None:
 
 
 def _load_mask(path: Path) -> SubnetworkMask:
-    return SubnetworkMask.load(path)
+    return SubnetworkMask.load(path, what="a subnetwork mask")
 
 
 @app.command()

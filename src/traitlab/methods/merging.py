@@ -344,4 +344,4 @@ def merge_to_checkpoint(config: MergeConfig, out: str | Path, shard_bytes: int =
 
 
 def load_vector(path: str | Path) -> PersonalityVector:
-    return PersonalityVector.load(path)
+    return PersonalityVector.load(path, what="a personality vector")

@@ -39,6 +39,7 @@ from traitlab.interventions import Coef, Intervention, kwargs_from_meta
 from traitlab.methods.neuron_stats import DEFAULT_BINS, NeuronHistogram
 from traitlab.model import Generation, LoadedModel, neuron_edit, stream_neurons
 from traitlab.model.positions import check_positions
+from traitlab.readers import jsonl_rows
 from traitlab.traits import TraitSpec
 
 SIDES = ("pos", "neg")
@@ -392,13 +393,7 @@ def load_npti_descriptions(path: str | Path, trait: str) -> dict[str, list[str]]
         data = json.loads(text)
         rows = data if isinstance(data, list) else [data]
     except json.JSONDecodeError:
-        rows = []
-        for n, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError:
-                    raise ConfigError(f"{source} line {n} is not valid JSON") from None
+        rows = [row for _, row in jsonl_rows(text, source)]
     high: list[str] = []
     low: list[str] = []
     for row in rows:

@@ -123,7 +123,7 @@ def combine(expression: str) -> PersonaVector:
     terms = parse_expression(expression)
     vectors = []
     for _, path in terms:
-        vectors.append(PersonaVector.load(path))
+        vectors.append(PersonaVector.load(path, what="a persona vector (arithmetic needs persona vectors)"))
     first = vectors[0]
     for other, (_, path) in zip(vectors[1:], terms[1:], strict=True):
         if first.fingerprint and other.fingerprint and first.fingerprint.mismatches(other.fingerprint):

@@ -66,6 +66,7 @@ from traitlab.methods.subnet_masks import (
 )
 from traitlab.model import LinearInputStats, LoadedModel, linear_modules
 from traitlab.model.family import is_conv1d
+from traitlab.readers import int_ranges
 from traitlab.traits import TraitSpec
 
 MODULE_FILTERS = ("all", "mlp", "attention")
@@ -505,17 +506,8 @@ def parse_blocks(text: str | None) -> list[int] | None:
     """``"2-4"`` → [2, 3, 4]; ``"0,3"`` → [0, 3]; empty → None (all blocks)."""
     if text is None or not str(text).strip():
         return None
-    out: list[int] = []
     try:
-        for part in str(text).split(","):
-            part = part.strip()
-            if "-" in part:
-                low, high = (int(x) for x in part.split("-"))
-                if high < low:
-                    raise ValueError
-                out.extend(range(low, high + 1))
-            elif part:
-                out.append(int(part))
+        out = int_ranges(text)
     except ValueError:
         raise ConfigError(f"cannot read blocks '{text}': use a range like 0-3 or a list like 0,2,4") from None
     if any(b < 0 for b in out) or not out:
