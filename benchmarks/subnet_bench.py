@@ -22,12 +22,8 @@ import torch
 
 from benchmarks.common import interleaved, smol_shaped_llama
 from traitlab.methods.subnet_calibration import GenerationSettings, collect_stats, from_spec
-from traitlab.methods.subnetworks import (
-    SubnetworkMask,
-    SubnetworkSet,
-    contrastive_masks,
-    wanda_masks,
-)
+from traitlab.methods.subnet_fit import contrastive_masks, wanda_masks
+from traitlab.methods.subnetworks import SubnetworkMask, SubnetworkSet
 from traitlab.model import LinearInputStats, LoadedModel, linear_modules, load_model, teacher_forced
 from traitlab.model.family import in_features
 from traitlab.progress import set_quiet

@@ -10,15 +10,8 @@ from tests.conftest import cached_tiny
 from tests.helpers import weights_hash
 from traitlab.errors import ArtifactError, ConfigError
 from traitlab.methods import subnet_calibration as calib
-from traitlab.methods.subnetworks import (
-    AppliedMask,
-    FindSettings,
-    SubnetworkMask,
-    SubnetworkSet,
-    export_checkpoint,
-    find,
-    wanda_masks,
-)
+from traitlab.methods.subnet_fit import FindSettings, find, wanda_masks
+from traitlab.methods.subnetworks import AppliedMask, SubnetworkMask, SubnetworkSet, export_checkpoint
 from traitlab.model import linear_modules
 from traitlab.model.tiny import tiny_model
 from traitlab.registry import load_intervention

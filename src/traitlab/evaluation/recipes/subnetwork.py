@@ -9,9 +9,9 @@ from pydantic import model_validator
 
 from traitlab.evaluation.recipes.base import Params, Recipe, RecipeContext, cached
 from traitlab.interventions import Intervention
-from traitlab.methods import subnetworks
+from traitlab.methods import subnet_fit
 from traitlab.methods.subnet_calibration import GenerationSettings, spec_pole
-from traitlab.methods.subnetworks import FindSettings, parse_blocks
+from traitlab.methods.subnet_fit import FindSettings, parse_blocks
 
 
 class SubnetworkParams(Params):
@@ -48,7 +48,7 @@ def build_subnetwork(context: RecipeContext, params: SubnetworkParams) -> Interv
     pole, _ = spec_pole(context.spec, params.pole)
 
     def fit() -> Intervention:
-        mask, _ = subnetworks.find(context.lm, context.spec, pole, settings)
+        mask, _ = subnet_fit.find(context.lm, context.spec, pole, settings)
         return mask
 
     return cached(context, "subnetwork", [pole, settings.hyperparameters()], fit, tags=(pole,))
