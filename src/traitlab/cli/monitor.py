@@ -40,8 +40,15 @@ def write_csv(rows: list[dict[str, Any]], out: Path) -> None:
     temporary.replace(out)
 
 
-def vector_layer(vector, layer: int | None) -> int:
-    return layer if layer is not None else next(iter(vector.vectors))
+def vector_on_model(vector_path: Path, model: str, layer: int | None) -> tuple[Any, Any, int]:
+    """(persona vector, loaded model, layer): the vector checked against the model, at ``layer`` (default its
+    steering layer), checked to exist."""
+    vector = _load_vector(vector_path)
+    lm = load_model(model)
+    vector.check_model(lm)
+    chosen = layer if layer is not None else next(iter(vector.vectors))
+    lm.hooks.check_layer(chosen)
+    return vector, lm, chosen
 
 
 def monitor(
@@ -59,11 +66,7 @@ def monitor(
 
     conversations = read_conversations(input_path)
     _check_out(out)
-    vector = _load_vector(vector_path)
-    lm = load_model(model)
-    vector.check_model(lm)
-    chosen = vector_layer(vector, layer)
-    lm.hooks.check_layer(chosen)
+    vector, lm, chosen = vector_on_model(vector_path, model, layer)
     replies: dict[int, str] = {}
     if generate:
         open_rows = [i for i, c in enumerate(conversations) if c[-1].get("role") != "assistant"]

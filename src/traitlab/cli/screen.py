@@ -8,9 +8,8 @@ from pathlib import Path
 import typer
 
 from traitlab.cli.common import MODEL, console
-from traitlab.cli.monitor import vector_layer, write_csv
-from traitlab.cli.vectors import _check_out, _load_vector
-from traitlab.model import load_model
+from traitlab.cli.monitor import vector_on_model, write_csv
+from traitlab.cli.vectors import _check_out
 
 
 def screen(
@@ -27,10 +26,7 @@ def screen(
 
     samples = load_chat_jsonl(data)
     _check_out(out)
-    vector = _load_vector(vector_path)
-    lm = load_model(model)
-    vector.check_model(lm)
-    chosen = vector_layer(vector, layer)
+    vector, lm, chosen = vector_on_model(vector_path, model, layer)
     rows = run_screen(lm, vector.direction(chosen), chosen, samples, max_new_tokens)
     ranked = sorted(rows, key=lambda r: -(r["delta_p"] if r["delta_p"] is not None else float("-inf")))
     for rank, row in enumerate(ranked, start=1):
