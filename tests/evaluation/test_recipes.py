@@ -57,3 +57,24 @@ def test_subnetwork_recipe_caches_the_artifact(tmp_path):
                          ({"blocks": "x-y"}, "blocks"), ({"pole": "middle"}, "pole")]:
         with pytest.raises(ConfigError, match=message):
             validate_runner_params(bad)
+
+
+def test_the_artifact_cache_keys_on_the_specs_content(tmp_path):
+    """An edited trait file that keeps its name gets a new artifact, not the stale one."""
+    from traitlab.evaluation.recipes import cached
+    from traitlab.methods import PromptIntervention
+
+    lm = cached_tiny("llama")
+    spec = load_trait("extraversion_high")
+    edited = spec.model_copy(update={"questions": [*spec.questions, "One more question?"]})
+    fits = []
+
+    def fit():
+        fits.append(len(fits))
+        return PromptIntervention(f"Be loud {len(fits)}.")
+
+    first = cached(RecipeContext(lm, spec, tmp_path), "prompt", {"a": 1}, fit)
+    again = cached(RecipeContext(lm, spec, tmp_path), "prompt", {"a": 1}, fit)
+    other = cached(RecipeContext(lm, edited, tmp_path), "prompt", {"a": 1}, fit)
+    assert len(fits) == 2 and again.text == first.text != other.text
+    assert len(list(tmp_path.glob("prompt-extraversion_high-*.tl.safetensors"))) == 2
