@@ -66,7 +66,12 @@ class Judges:
             kind = "oracle" if is_organism(lm) else "endpoint" if config.url else "local"
         if kind == "oracle":
             return cls("oracle", lm, None, PerplexityCoherenceJudge(lm))
-        judge = endpoint_judge(config) if kind == "endpoint" else local_judge(config, lm)
+        if kind == "endpoint":
+            judge: Judge = endpoint_judge(config)
+        elif kind == "local":
+            judge = local_judge(config, lm)
+        else:
+            raise ConfigError(f"unknown judge kind '{kind}'")
         return cls(kind, lm, judge, RubricJudge(judge, COHERENCE_RUBRIC))
 
     def trait_judge(self, spec: Any) -> tuple[Judge, str]:
