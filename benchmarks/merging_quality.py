@@ -39,8 +39,8 @@ from benchmarks.common import save_results
 from traitlab.evaluation.questionnaire import administer, load_inventory
 from traitlab.evaluation.scoring import pearson
 from traitlab.finetune import FinetuneSettings, finetune
+from traitlab.finetune.personality_data import self_distill
 from traitlab.methods.merging import PersonalityVector, merge_vectors, vector_from_models
-from traitlab.methods.personality_data import self_distill
 from traitlab.model import ORGANISM, LoadedModel, load_model
 from traitlab.organism import OracleScorer
 from traitlab.organism.corpus import TRAITS, heldout_questions

@@ -22,13 +22,10 @@ import torch
 
 from benchmarks.common import interleaved, smol_shaped_llama
 from traitlab.methods.subnet_calibration import GenerationSettings, collect_stats, from_spec
-from traitlab.methods.subnetworks import (
-    SubnetworkMask,
-    SubnetworkSet,
-    contrastive_masks,
-    wanda_masks,
-)
+from traitlab.methods.subnet_fit import contrastive_masks, wanda_masks
+from traitlab.methods.subnetworks import SubnetworkMask, SubnetworkSet
 from traitlab.model import LinearInputStats, LoadedModel, linear_modules, load_model, teacher_forced
+from traitlab.model.family import in_features
 from traitlab.progress import set_quiet
 from traitlab.traits import load_trait
 
@@ -76,7 +73,7 @@ def random_stats(lm: LoadedModel, seed: int) -> dict[str, LinearInputStats]:
     generator = torch.Generator().manual_seed(seed)
     stats = {}
     for name, module in linear_modules(lm).items():
-        width = module.weight.shape[0] if type(module).__name__ == "Conv1D" else module.weight.shape[1]
+        width = in_features(module)
         x = torch.rand(width, generator=generator, dtype=torch.float64)
         stats[name] = LinearInputStats(x * 10, x.square() * 10, 10)
     return stats

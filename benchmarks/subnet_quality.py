@@ -34,7 +34,8 @@ from traitlab.evaluation.judges import PerplexityCoherenceJudge
 from traitlab.interventions import Intervention, compose
 from traitlab.methods.prompting import PromptIntervention
 from traitlab.methods.subnet_calibration import GenerationSettings, collect_stats, from_spec
-from traitlab.methods.subnetworks import SubnetworkMask, contrastive_masks, export_checkpoint, wanda_masks
+from traitlab.methods.subnet_fit import contrastive_masks, wanda_masks
+from traitlab.methods.subnetworks import SubnetworkMask, export_checkpoint
 from traitlab.model import LoadedModel, load_model
 from traitlab.organism import OracleScorer
 from traitlab.progress import set_quiet

@@ -8,6 +8,10 @@ them bit-exactly on exit.
 Artifact format: a safetensors file whose ``__metadata__["traitlab"]`` is JSON with ``format_version``,
 ``mechanism``, ``scale``, ``trait``, ``pole``, ``hyperparameters``, ``layer_convention``, ``neuron_site``,
 ``fingerprint`` and mechanism-specific ``params``. Writes go to a temporary file renamed into place.
+
+This module knows no mechanism but ``Composite``: the table from a mechanism name to its class, and loading an
+artifact of any mechanism, live in ``traitlab.registry`` (above ``traitlab.methods``). ``Cls.load(path)`` loads
+an artifact of one known mechanism.
 """
 
 from __future__ import annotations
@@ -18,9 +22,9 @@ import copy
 import json
 import os
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -33,14 +37,7 @@ from traitlab.model.loaded import LoadedModel
 FORMAT_VERSION = 1
 LAYER_CONVENTION = ("layer l = HF hidden_states[l]: l=0 embedding output, l=k output of block k-1 "
                     "(raw residual; HF applies the final norm at l=L)")
-MECHANISMS: dict[str, type[Intervention]] = {}
 Coef = float | torch.Tensor
-
-
-def register(cls: type[Intervention]) -> type[Intervention]:
-    """Class decorator: make ``load_intervention`` dispatch artifacts of ``cls.mechanism`` to ``cls``."""
-    MECHANISMS[cls.mechanism] = cls
-    return cls
 
 
 class Intervention(abc.ABC):
@@ -110,18 +107,35 @@ class Intervention(abc.ABC):
     def from_artifact(cls, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> Intervention:
         """Rebuild from ``metadata()`` and ``tensors()``."""
 
+    @classmethod
+    def rebuild(cls, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> Self:
+        """``from_artifact`` with corrupt metadata or tensors reported as ``ArtifactError``."""
+        try:
+            return cls.from_artifact(meta, tensors)  # type: ignore[return-value]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ArtifactError(f"corrupt {cls.mechanism} artifact: {exc}") from None
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], model: LoadedModel | None = None, what: str | None = None) -> Self:
+        """Load an artifact that must hold this mechanism (``ConfigError`` naming the one it holds otherwise,
+        and ``what`` was expected); with ``model``, check it was made for that model."""
+        meta, tensors = read_artifact(path)
+        if meta.get("mechanism") != cls.mechanism:
+            expected = what or f"a {cls.mechanism} one"
+            raise ConfigError(f"{path} is a {meta.get('mechanism')} artifact, not {expected}")
+        intervention = cls.rebuild(meta, tensors)
+        if model is not None:
+            intervention.check_model(model)
+        return intervention
+
     def common_kwargs(self) -> dict[str, Any]:
         return dict(scale=self.scale, trait=self.trait, pole=self.pole, hyperparameters=self.hyperparameters,
                     fingerprint=self.fingerprint, neuron_site=self.neuron_site, extra=self.extra)
 
     def metadata(self) -> dict[str, Any]:
-        return {
-            "format_version": FORMAT_VERSION, "mechanism": self.mechanism, "scale": self.scale,
-            "trait": self.trait, "pole": self.pole, "hyperparameters": self.hyperparameters,
-            "layer_convention": LAYER_CONVENTION, "neuron_site": self.neuron_site,
-            "fingerprint": self.fingerprint.to_dict() if self.fingerprint else None,
-            "params": self.params(), "extra": self.extra,
-        }
+        return artifact_header(self.mechanism, scale=self.scale, trait=self.trait, pole=self.pole,
+                               hyperparameters=self.hyperparameters, neuron_site=self.neuron_site,
+                               fingerprint=self.fingerprint, params=self.params(), extra=self.extra)
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the artifact atomically (temporary file in the same folder, then rename)."""
@@ -129,6 +143,19 @@ class Intervention(abc.ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} scale={self.scale:g}>"
+
+
+def artifact_header(mechanism: str, *, scale: float = 1.0, trait: str | None = None, pole: str | None = None,
+                    hyperparameters: Mapping[str, Any] | None = None, neuron_site: str | None = None,
+                    fingerprint: Fingerprint | None = None, params: Mapping[str, Any] | None = None,
+                    extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The ``traitlab`` metadata of an artifact (the one layout, also for artifacts streamed to disk)."""
+    return {
+        "format_version": FORMAT_VERSION, "mechanism": mechanism, "scale": scale, "trait": trait, "pole": pole,
+        "hyperparameters": dict(hyperparameters or {}), "layer_convention": LAYER_CONVENTION,
+        "neuron_site": neuron_site, "fingerprint": fingerprint.to_dict() if fingerprint else None,
+        "params": dict(params or {}), "extra": dict(extra or {}),
+    }
 
 
 def kwargs_from_meta(meta: dict[str, Any]) -> dict[str, Any]:
@@ -180,26 +207,6 @@ def read_artifact(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[st
     return meta, tensors
 
 
-def from_artifact(meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> Intervention:
-    import traitlab.methods  # noqa: F401  (registers every mechanism)
-
-    mechanism = meta.get("mechanism")
-    if mechanism not in MECHANISMS:
-        raise ArtifactError(f"unknown mechanism '{mechanism}' in artifact; known: {', '.join(sorted(MECHANISMS))}")
-    try:
-        return MECHANISMS[mechanism].from_artifact(meta, tensors)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ArtifactError(f"corrupt {mechanism} artifact: {exc}") from None
-
-
-def load_intervention(path: str | os.PathLike[str], model: LoadedModel | None = None) -> Intervention:
-    """Load any mechanism's artifact; with ``model``, check it was made for that model."""
-    intervention = from_artifact(*read_artifact(path))
-    if model is not None:
-        intervention.check_model(model)
-    return intervention
-
-
 def parse_apply_spec(spec: str) -> tuple[str, float]:
     """``ARTIFACT[:SCALE]`` → (path, scale); a trailing ``:number`` is the scale."""
     path, sep, tail = spec.rpartition(":")
@@ -211,18 +218,6 @@ def parse_apply_spec(spec: str) -> tuple[str, float]:
     return spec, 1.0
 
 
-def load_applied(specs: Sequence[str], model: LoadedModel | None = None) -> Intervention | None:
-    """Load ``ARTIFACT[:SCALE]`` specs (CLI ``--apply``) into one composed Intervention, or ``None``."""
-    loaded = []
-    for spec in specs:
-        path, scale = parse_apply_spec(spec)
-        loaded.append(load_intervention(path, model).scaled(scale))
-    if not loaded:
-        return None
-    return loaded[0] if len(loaded) == 1 else compose(loaded)
-
-
-@register
 class Composite(Intervention):
     """Several interventions applied together, in order; scaling scales all of them."""
 
@@ -260,12 +255,18 @@ class Composite(Intervention):
         return {"parts": [part.metadata() for part in self.parts]}
 
     @classmethod
-    def from_artifact(cls, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> Intervention:
+    def from_artifact(cls, meta: dict[str, Any], tensors: dict[str, torch.Tensor],
+                      load_part: Callable[[dict[str, Any], dict[str, torch.Tensor]], Intervention] | None = None
+                      ) -> Intervention:
+        """The parts are rebuilt by ``load_part`` (``traitlab.registry.from_artifact``, which knows every
+        mechanism)."""
+        if load_part is None:
+            raise ArtifactError("a composite artifact is loaded through traitlab.registry.load_intervention")
         parts = []
         for i, part_meta in enumerate(meta["params"]["parts"]):
             prefix = f"{i}/"
             own = {k[len(prefix):]: t for k, t in tensors.items() if k.startswith(prefix)}
-            parts.append(from_artifact(part_meta, own))
+            parts.append(load_part(part_meta, own))
         return cls(parts, **kwargs_from_meta(meta))
 
 

@@ -13,7 +13,7 @@ from tests.core.test_cli import run_cli
 from traitlab.errors import ConfigError, TraitlabError
 from traitlab.evaluation import suite as suite_module
 from traitlab.evaluation.config import load_experiment
-from traitlab.evaluation.methods import METHODS, register_method
+from traitlab.evaluation.recipes import RECIPES, Params, Recipe
 from traitlab.evaluation.runner import read_results, run_experiment
 
 SPEC = {"name": "tiny_extraversion", "trait": "extraversion", "pole": "high",
@@ -128,17 +128,24 @@ def test_run_resume_and_report(experiment, tmp_path, monkeypatch, llama):
 
 
 def test_registered_methods_are_validated(experiment, tmp_path, llama):
+    from pydantic import model_validator
+
     from traitlab.methods import PromptIntervention
 
-    def builder(lm, spec, params, workdir):
-        assert workdir.is_dir()
-        return PromptIntervention(params["text"], trait=spec.trait_name)
+    class CustomParams(Params):
+        text: str | None = None
 
-    def validate(params):
-        if "text" not in params:
-            raise ConfigError("needs text")
+        @model_validator(mode="after")
+        def validate(self):
+            if self.text is None:
+                raise ValueError("needs text")
+            return self
 
-    register_method("test_custom", builder, validate)
+    def builder(context, params):
+        assert context.workdir.is_dir()
+        return PromptIntervention(params.text, trait=context.spec.trait_name)
+
+    RECIPES["test_custom"] = Recipe("test_custom", CustomParams, builder)
     try:
         path, config = experiment
         config["methods"] = [{"name": "test_custom", "params": {}}]
@@ -151,7 +158,7 @@ def test_registered_methods_are_validated(experiment, tmp_path, llama):
         rows = run_experiment(path, tmp_path / "custom", progress=False, report=False, lm=llama)
         assert rows[0]["intervention"].startswith("<PromptIntervention")
     finally:
-        METHODS.pop("test_custom", None)
+        RECIPES.pop("test_custom", None)
 
 
 def test_cli_compare_and_eval(experiment, tmp_path, monkeypatch, capsys):
@@ -194,3 +201,17 @@ def test_cli_errors_exit_2_with_one_line(args, message, experiment, tmp_path, mo
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
+
+
+def test_extraction_uses_the_experiments_judge(experiment, tmp_path, llama):
+    """The run's judges reach the recipes: with an unreachable endpoint judge, persona-vector extraction fails
+    with that endpoint's error instead of quietly judging with another judge."""
+    from traitlab.evaluation.client import JudgeError
+
+    path, config = experiment
+    config["methods"] = [{"name": "persona_vectors", "params": {"max_new_tokens": 4, "min_pairs": 1}}]
+    config["evaluations"] = ["questionnaire"]
+    config["judge"] = {"kind": "endpoint", "url": "http://127.0.0.1:9/v1", "model": "nobody", "retries": 0}
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(JudgeError, match=r"http://127\.0\.0\.1:9/v1.* failed after 1 attempts"):
+        run_experiment(path, tmp_path / "endpoint", progress=False, report=False, lm=llama)

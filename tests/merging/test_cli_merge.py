@@ -10,7 +10,7 @@ import yaml
 
 from tests.core.test_cli import run_cli
 from tests.merging.test_merging import _perturbed
-from traitlab.methods.personality_data import load_big5chat, self_distill
+from traitlab.finetune.personality_data import load_big5chat, self_distill
 from traitlab.model import load_model
 from traitlab.model.tiny import tiny_model
 from traitlab.traits import TraitSpec

@@ -9,8 +9,8 @@ import pytest
 
 from traitlab.evaluation.questionnaire import administer, load_inventory
 from traitlab.finetune import FinetuneSettings, finetune
+from traitlab.finetune.personality_data import self_distill
 from traitlab.methods.merging import vector_from_models
-from traitlab.methods.personality_data import self_distill
 from traitlab.model import load_model
 from traitlab.organism import OracleScorer
 from traitlab.organism.corpus import heldout_questions

@@ -21,9 +21,7 @@ from traitlab.methods.neurons import (
     f_delta,
     fit,
     load_npti_descriptions,
-    runner_builder,
     select,
-    validate_runner_params,
 )
 from traitlab.model import PROMPT, RESPONSE, teacher_forced
 from traitlab.model.tiny import tiny_model
@@ -176,22 +174,3 @@ def test_description_loader_reads_npti_file(shared_data):
         pytest.skip("NPTI description.json is absent")
     loaded = load_npti_descriptions(path, "agreeableness")
     assert len(loaded["high"]) == len(loaded["low"]) == 80
-
-
-def test_runner_builder_caches_statistics(tmp_path, monkeypatch):
-    lm = cached_tiny("llama")
-    spec = load_trait("extraversion_high")
-    params = {"n_answers": 4, "max_new_tokens": 6, "threshold": 0.05, "scale": 1.3}
-    first = runner_builder(lm, spec, dict(params), tmp_path)
-    assert first.scale == pytest.approx(1.3) and list(tmp_path.glob("npti-stats-*.safetensors"))
-    import traitlab.methods.neurons as module
-
-    monkeypatch.setattr(module, "fit", lambda *a, **k: pytest.fail("statistics were collected again"))
-    again = runner_builder(lm, spec, {**params, "threshold": 0.2, "use_f": False}, tmp_path)
-    assert again.options.threshold == 0.2 and not again.options.use_f
-    assert runner_builder(lm, spec, {**params, "pole": "low"}, tmp_path).pole == "low"
-    for bad, message in (({"gamma": 1}, "no parameter gamma"), ({"threshold": "x"}, "threshold must be"),
-                         ({"pole": "mid"}, "pole must be"), ({"bins": 100}, "power of two"),
-                         ({"boost_fraction": 2.0}, "boost_fraction"), ({"use_f": 1}, "use_f must be")):
-        with pytest.raises(ConfigError, match=message):
-            validate_runner_params(bad)

@@ -16,8 +16,8 @@ httpx = pytest.importorskip("httpx")
 from tests.serve.helpers import KEY, persona_args, serve  # noqa: E402
 from traitlab.evaluation.client import ChatClient  # noqa: E402
 from traitlab.evaluation.judges import EndpointJudge, LocalJudge  # noqa: E402
-from traitlab.interventions import load_intervention  # noqa: E402
 from traitlab.model import load_model  # noqa: E402
+from traitlab.registry import load_intervention  # noqa: E402
 
 HELLO = [{"role": "user", "content": "Hello there, how are you?"}]
 

@@ -9,21 +9,12 @@ import torch
 from tests.conftest import cached_tiny
 from tests.helpers import weights_hash
 from traitlab.errors import ArtifactError, ConfigError
-from traitlab.interventions import load_intervention
 from traitlab.methods import subnet_calibration as calib
-from traitlab.methods.subnetworks import (
-    AppliedMask,
-    FindSettings,
-    SubnetworkMask,
-    SubnetworkSet,
-    export_checkpoint,
-    find,
-    runner_builder,
-    validate_runner_params,
-    wanda_masks,
-)
+from traitlab.methods.subnet_fit import FindSettings, find, wanda_masks
+from traitlab.methods.subnetworks import AppliedMask, SubnetworkMask, SubnetworkSet, export_checkpoint
 from traitlab.model import linear_modules
 from traitlab.model.tiny import tiny_model
+from traitlab.registry import load_intervention
 
 GEN = calib.GenerationSettings(max_new_tokens=6, temperature=0.0)
 
@@ -235,19 +226,3 @@ def test_persona_texts_jsonl(tmp_path):
         path.write_text(bad + "\n")
         with pytest.raises(ConfigError, match=message):
             calib.read_persona_jsonl(path)
-
-
-def test_runner_builder_caches_the_artifact(small_spec, tmp_path):
-    lm = cached_tiny("llama")
-    params = {"sparsity": 0.3, "modules": "mlp", "blocks": "0-1", "max_new_tokens": 4, "temperature": 0.0}
-    validate_runner_params(params)
-    built = runner_builder(lm, small_spec, params, tmp_path)
-    cached = list(tmp_path.glob("subnetwork-chatty_high-high-*.tl.safetensors"))
-    assert len(cached) == 1 and built.weight_space
-    again = runner_builder(lm, small_spec, params, tmp_path)
-    assert again.shapes == built.shapes
-    for bad, message in [({"spars": 0.3}, "no parameter spars"), ({"sparsity": 2}, "sparsity"),
-                         ({"modules": "lm_head"}, "module filter"), ({"contrastive": "yes"}, "true or false"),
-                         ({"blocks": "x-y"}, "blocks"), ({"pole": "middle"}, "pole")]:
-        with pytest.raises(ConfigError, match=message):
-            validate_runner_params(bad)

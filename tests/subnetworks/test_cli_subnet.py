@@ -8,7 +8,7 @@ import pytest
 
 from tests.core.test_cli import run_cli
 from tests.subnetworks.helpers import SMALL_SPEC
-from traitlab.interventions import load_intervention
+from traitlab.registry import load_intervention
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import torch
 
 from tests.conftest import cached_tiny
 from traitlab.errors import ConfigError
+from traitlab.methods.subnet_fit import contrastive_masks, wanda_masks
 from traitlab.methods.subnet_masks import (
     _unpack_with_shifts,
     contrastive_scores,
@@ -23,8 +24,8 @@ from traitlab.methods.subnet_masks import (
     unpack_bits,
     wanda_scores,
 )
-from traitlab.methods.subnetworks import contrastive_masks, is_conv1d, wanda_masks
 from traitlab.model import LinearInputStats, linear_modules
+from traitlab.model.family import is_conv1d
 
 
 def _random_stats(lm, seed=0, shift=0.0):

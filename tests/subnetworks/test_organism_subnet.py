@@ -8,7 +8,8 @@ import pytest
 
 from tests.helpers import weights_hash
 from traitlab.methods.subnet_calibration import GenerationSettings
-from traitlab.methods.subnetworks import FindSettings, SubnetworkSet, find
+from traitlab.methods.subnet_fit import FindSettings, find
+from traitlab.methods.subnetworks import SubnetworkSet
 from traitlab.traits import load_trait
 
 pytestmark = pytest.mark.slow

@@ -12,6 +12,7 @@ from traitlab.cli import (
     chat,
     demo,
     evaluate,
+    finetune,
     info,
     judges,
     merge,
@@ -19,6 +20,7 @@ from traitlab.cli import (
     monitor,
     neurons,
     organism,
+    screen,
     serve,
     subnet,
     traits,
@@ -52,8 +54,8 @@ app.command("demo")(demo.demo)
 app.command("compare")(evaluate.compare)
 app.command("eval")(evaluate.eval_)
 app.command("monitor")(monitor.monitor)
-app.command("screen")(monitor.screen)
-app.command("finetune")(monitor.finetune)
+app.command("screen")(screen.screen)
+app.command("finetune")(finetune.finetune)
 app.command("serve")(serve.serve)
 app.add_typer(vectors.app, name="vectors")
 app.add_typer(merge.app, name="merge")

@@ -9,9 +9,9 @@ from pathlib import Path
 import typer
 
 from traitlab.cli.common import DEVICE, DTYPE, FAMILY, MODEL, console, read_family
-from traitlab.interventions import load_applied
 from traitlab.model import load_model
 from traitlab.model.generation import SamplingParams
+from traitlab.registry import load_applied
 
 
 def chat(

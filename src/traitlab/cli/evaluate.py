@@ -80,9 +80,10 @@ def eval_(
     from traitlab.evaluation.questionnaire import load_inventory
     from traitlab.evaluation.situational import question_set
     from traitlab.evaluation.suite import Judges, evaluate
-    from traitlab.interventions import compose, load_applied
+    from traitlab.interventions import compose
     from traitlab.model import load_model
     from traitlab.progress import is_quiet
+    from traitlab.registry import load_applied
 
     suites = _csv(suite, "suite")
     unknown = [s for s in suites if s not in SUITES_CSV.split(",")]

@@ -40,7 +40,6 @@ def make_judges(kind: str, spec: TraitSpec, lm: LoadedModel, url: str | None = N
 
     from traitlab.errors import validation_message
     from traitlab.evaluation.config import JudgeConfig
-    from traitlab.evaluation.judges import COHERENCE_RUBRIC, RubricJudge
     from traitlab.evaluation.suite import Judges
 
     if kind == "oracle" and spec.trait_name not in BIG_FIVE:
@@ -53,6 +52,4 @@ def make_judges(kind: str, spec: TraitSpec, lm: LoadedModel, url: str | None = N
         raise ConfigError(f"judge options: {validation_message(exc)}") from None
     judges = Judges.from_config(config, lm)
     trait_judge, _ = judges.trait_judge(spec)
-    if kind in ("oracle", "embedding"):
-        return trait_judge, judges.coherence
-    return trait_judge, RubricJudge(trait_judge, COHERENCE_RUBRIC)
+    return trait_judge, judges.coherence

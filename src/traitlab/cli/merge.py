@@ -38,7 +38,7 @@ def data(
         "('traitlab', 'persona-tiny' or a file); use another instrument than the one you evaluate with."),
 ) -> None:
     """Training data for a personality: self-distilled (default) or from a Big5-Chat CSV."""
-    from traitlab.methods.personality_data import load_big5chat, self_distill, write_chat_jsonl
+    from traitlab.finetune.personality_data import load_big5chat, self_distill, write_chat_jsonl
 
     if pole not in ("high", "low"):
         raise ConfigError(f"--pole must be high or low, not '{pole}'")

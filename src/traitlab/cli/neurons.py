@@ -90,12 +90,9 @@ def _bar(value: int, peak: int, width: int = 30) -> str:
 def show(path: Path = typer.Argument(..., help="NPTI artifact."),
          top: int = typer.Option(10, "--top", "-n", help="How many top neurons to list.")) -> None:
     """Counts per layer, the top neurons by |δ| and a per-layer bar chart of an NPTI artifact."""
-    from traitlab.interventions import load_intervention
     from traitlab.methods.neurons import NeuronInduction
 
-    induction = load_intervention(path)
-    if not isinstance(induction, NeuronInduction):
-        raise ConfigError(f"{path} is a {induction.mechanism} artifact, not an NPTI one")
+    induction = NeuronInduction.load(path, what="an NPTI one")
     stats, options = induction.stats, induction.options
     rows = {"trait": induction.trait, "pole": induction.pole, "scale (γ)": induction.scale,
             "threshold": options.threshold, "top_k": options.top_k, "use f(δ)": options.use_f,

@@ -12,9 +12,9 @@ from rich.table import Table
 
 from traitlab.cli.common import DEVICE, DTYPE, FAMILY, MODEL, console, key_value_table, read_family
 from traitlab.errors import ConfigError
-from traitlab.interventions import load_intervention
 from traitlab.methods.subnet_calibration import GenerationSettings, read_persona_jsonl, resolve_trait
-from traitlab.methods.subnetworks import FindSettings, SubnetworkMask, parse_blocks
+from traitlab.methods.subnet_fit import FindSettings, parse_blocks
+from traitlab.methods.subnetworks import SubnetworkMask
 
 app = typer.Typer(help="Persona subnetworks (Ye et al. 2026): training-free weight masks that isolate a persona.",
                   no_args_is_help=True)
@@ -26,10 +26,7 @@ def _check_out(out: Path) -> None:
 
 
 def _load_mask(path: Path) -> SubnetworkMask:
-    mask = load_intervention(path)
-    if not isinstance(mask, SubnetworkMask):
-        raise ConfigError(f"{path} is a {mask.mechanism} artifact, not a subnetwork mask")
-    return mask
+    return SubnetworkMask.load(path, what="a subnetwork mask")
 
 
 @app.command()
@@ -97,8 +94,8 @@ def find(
     if pair_out is not None:
         _check_out(pair_out)
     from traitlab.methods import subnet_calibration as calib
-    from traitlab.methods.subnetworks import check_blocks, find_from_stats, stats_for
-    from traitlab.methods.subnetworks import find as find_spec
+    from traitlab.methods.subnet_fit import check_blocks, find_from_stats, stats_for
+    from traitlab.methods.subnet_fit import find as find_spec
     from traitlab.model import load_model
 
     lm = load_model(model, dtype=dtype, device=device, family=read_family(family))

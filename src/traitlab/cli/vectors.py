@@ -10,11 +10,11 @@ from rich.table import Table
 from traitlab.cli.common import DEVICE, DTYPE, MODEL, console, key_value_table
 from traitlab.cli.judging import JUDGE, JUDGE_CACHE, JUDGE_MODEL, JUDGE_URL, check_judge_options, make_judges
 from traitlab.errors import ConfigError
-from traitlab.interventions import load_intervention
 from traitlab.methods.persona_optimize import OPTIMIZED, OptimizeSettings
 from traitlab.methods.persona_vectors import ALL_VARIANTS, ExtractionSettings, PersonaVector
 from traitlab.model import load_model
 from traitlab.model.positions import POSITIONS
+from traitlab.readers import int_ranges
 from traitlab.traits import load_trait
 
 app = typer.Typer(help="Persona vectors (Chen et al. 2025): extract, sweep, show, combine, convert.",
@@ -22,13 +22,12 @@ app = typer.Typer(help="Persona vectors (Chen et al. 2025): extract, sweep, show
 
 
 def parse_numbers(text: str | None, kind: type = float) -> list:
-    """``"1,2,4"`` → ``[1, 2, 4]``; ``"2-5"`` (integers only) → ``[2, 3, 4, 5]``."""
+    """``"1,2,4"`` → ``[1, 2, 4]``; ``"2-5"`` (integers only, also in a list) → ``[2, 3, 4, 5]``."""
     if not text:
         return []
     try:
-        if kind is int and "-" in text and "," not in text:
-            low, high = (int(x) for x in text.split("-"))
-            return list(range(low, high + 1))
+        if kind is int:
+            return int_ranges(text)
         return [kind(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise ConfigError(f"cannot read '{text}' as a comma-separated list of numbers") from None
@@ -40,10 +39,7 @@ def _check_out(out: Path) -> None:
 
 
 def _load_vector(path: Path) -> PersonaVector:
-    vector = load_intervention(path)
-    if not isinstance(vector, PersonaVector):
-        raise ConfigError(f"{path} is a {vector.mechanism} artifact, not a persona vector")
-    return vector
+    return PersonaVector.load(path, what="a persona vector")
 
 
 def parse_grid(text: str | None, allowed: tuple[str, ...], what: str) -> list[str] | None:

@@ -1,36 +1,36 @@
 """Evaluation: self-report questionnaires, LLM/oracle judges on situational answers, coherence and fluency,
-capability retention, dose–response, and the experiment runner with its report.
+capability retention, dose–response, and the experiment runner (with its recipes) and report.
 
-Everything takes any ``LoadedModel`` and any ``Intervention`` (or none). Heavy parts import lazily.
+Everything takes any ``LoadedModel`` and any ``Intervention`` (or none). The names below load their module on
+first use, so importing one evaluation module (the questionnaire, say) does not import the runner, the
+recipes and every mechanism behind them.
 """
 
-from traitlab.evaluation.config import Experiment, load_experiment
-from traitlab.evaluation.dose import dose_response
-from traitlab.evaluation.judges import (
-    COHERENCE_RUBRIC,
-    EndpointJudge,
-    Judge,
-    LocalJudge,
-    OracleJudge,
-    PerplexityCoherenceJudge,
-    trait_rubric,
-)
-from traitlab.evaluation.methods import METHODS, register_method
-from traitlab.evaluation.questionnaire import Administration, Inventory, Item, administer, load_inventory
-from traitlab.evaluation.report import summary_table, write_report
-from traitlab.evaluation.runner import run_experiment
-from traitlab.evaluation.situational import evaluate_situational, load_personalitybench, question_set
+from __future__ import annotations
 
-__all__ = [
-    "COHERENCE_RUBRIC", "METHODS", "Administration", "EndpointJudge", "Experiment", "Inventory", "Item", "Judge",
-    "LocalJudge", "OracleJudge", "PerplexityCoherenceJudge", "administer", "dose_response", "evaluate_situational",
-    "load_experiment", "load_inventory", "load_personalitybench", "question_set", "register_method",
-    "run_experiment", "summary_table", "trait_rubric", "write_report",
-]
+import importlib
+from typing import Any
 
-# offline judges (#21)
-from traitlab.evaluation.coherence import ReferenceCoherenceJudge
-from traitlab.evaluation.embedding_judge import EmbeddingJudge, default_judge
-from traitlab.evaluation.judge_fit import judge_for_spec
+_EXPORTS = {
+    "config": ("Experiment", "load_experiment"),
+    "dose": ("dose_response",),
+    "judges": ("COHERENCE_RUBRIC", "EndpointJudge", "Judge", "LocalJudge", "OracleJudge", "PerplexityCoherenceJudge",
+               "trait_rubric"),
+    "questionnaire": ("Administration", "Inventory", "Item", "administer", "load_inventory"),
+    "recipes": ("RECIPES", "Recipe", "RecipeContext"),
+    "report": ("summary_table", "write_report"),
+    "runner": ("run_experiment",),
+    "situational": ("evaluate_situational", "load_personalitybench", "question_set"),
+    "embedding_judge": ("EmbeddingJudge", "default_judge"),
+    "coherence": ("ReferenceCoherenceJudge",),
+    "judge_fit": ("judge_for_spec",),
+}
+_HOME = {name: module for module, names in _EXPORTS.items() for name in names}
 
-__all__ += ["EmbeddingJudge", "ReferenceCoherenceJudge", "default_judge", "judge_for_spec"]
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module 'traitlab.evaluation' has no attribute '{name}'")
+    return getattr(importlib.import_module(f"traitlab.evaluation.{_HOME[name]}"), name)

@@ -22,7 +22,7 @@ judge: {kind: auto}                 # auto | oracle | embedding (reference, cali
 seeds: [0]
 ```
 
-Unknown keys, unknown methods, bad method parameters (each method's validator), missing trait specs,
+Unknown keys, unknown methods, bad method parameters (each recipe's params model), missing trait specs,
 questionnaire or question files are all ``ConfigError``s raised by ``load_experiment``.
 """
 
@@ -38,9 +38,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from traitlab.errors import ConfigError, TraitlabError, validation_message
+from traitlab.evaluation.recipes import recipe
+from traitlab.traits.spec import BIG_FIVE
 
 SUITES = ("questionnaire", "situational", "coherence", "capability", "monitor")
-BIG_FIVE = ("openness", "conscientiousness", "extraversion", "agreeableness", "neuroticism")
 
 
 class _Strict(BaseModel):
@@ -220,8 +221,6 @@ def _resolve_path(value: str | None, base: Path | None) -> str | None:
 def validate_experiment(experiment: Experiment, base: Path | None = None) -> tuple[Experiment, dict[str, Any]]:
     """Check what pydantic cannot: methods and their parameters, trait specs, files. Returns the experiment
     with paths made relative to ``base`` and the resolved trait specs."""
-    from traitlab.evaluation.methods import SWEEPABLE, validate_method
-
     data = experiment.model_dump()
     for method in data["methods"]:
         if isinstance(method["params"].get("path"), str):
@@ -237,10 +236,11 @@ def validate_experiment(experiment: Experiment, base: Path | None = None) -> tup
     for method in experiment.methods:
         where = f"method '{method.key}'"
         try:
-            validate_method(method.name, method.params)
+            chosen = recipe(method.name)
+            chosen.parse(method.params)
         except TraitlabError as exc:
-            raise type(exc)(f"{where}: {exc}") from None
-        if method.sweep and not SWEEPABLE.get(method.name, True):
+            raise type(exc)(f"{where}: {exc}" if method.key != method.name else str(exc)) from None
+        if method.sweep and not chosen.sweepable:
             raise ConfigError(f"{where}: method '{method.name}' cannot be swept (it has no strength)")
     specs = {name: resolve_trait(name, base) for name in experiment.traits}
     ev = experiment.evaluations
@@ -261,9 +261,7 @@ def validate_experiment(experiment: Experiment, base: Path | None = None) -> tup
 
         load_mcq(ev.capability.file)
     if experiment.judge.kind == "oracle":
-        from traitlab.organism.corpus import TRAITS
-
-        odd = [s.trait_name for s in specs.values() if s.trait_name not in TRAITS]
+        odd = [s.trait_name for s in specs.values() if s.trait_name not in BIG_FIVE]
         if odd:
             raise ConfigError(f"the oracle judge scores only the Big Five; not {', '.join(odd)}")
     return experiment, specs

@@ -27,17 +27,16 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from traitlab.errors import ConfigError
 from traitlab.evaluation import scoring
 from traitlab.evaluation.client import ChatClient
 from traitlab.evaluation.forward import continuation_nll, integer_token_values, next_token_top
+from traitlab.judging import Judge, Triple, judge_all
 from traitlab.model.loaded import LoadedModel
-from traitlab.progress import track
 
 TOP_LOGPROBS = 20
-Triple = tuple[str, str, str]
 
 COHERENCE_RUBRIC = (
     "I am evaluating the language quality of an AI assistant's answer. Judge only coherence and fluency, not "
@@ -87,17 +86,6 @@ def fill(rubric: str, question: str, answer: str) -> str:
     if "{question}" not in rubric or "{answer}" not in rubric:
         raise ConfigError("a judge rubric needs the {question} and {answer} placeholders")
     return rubric.replace("{question}", question).replace("{answer}", answer)
-
-
-@runtime_checkable
-class Judge(Protocol):
-    """Scores an answer to a question on 0–100 against a rubric; ``None`` when it cannot."""
-
-    name: str
-
-    def score(self, question: str, answer: str, rubric: str) -> float | None: ...
-
-    def score_many(self, triples: Sequence[Triple]) -> list[float | None]: ...
 
 
 class EndpointJudge:
@@ -236,17 +224,6 @@ def repetition_factor(text: str) -> float:
     return min(1.0, len(set(bigrams)) / len(bigrams) / 0.5)
 
 
-def judge_all(judge: Judge, triples: Sequence[Triple], chunk: int = 256, progress: bool = False,
-              description: str = "judging") -> list[float | None]:
-    """``score_many`` in chunks (``score`` one by one for judges without it), with a progress bar."""
-    chunks = [list(triples[i:i + chunk]) for i in range(0, len(triples), chunk)]
-    out: list[float | None] = []
-    many = getattr(judge, "score_many", None)
-    for part in track(chunks, description, total=len(chunks), enabled=progress and len(chunks) > 1):
-        out += many(part) if many is not None else [judge.score(q, a, r) for q, a, r in part]
-    return out
-
-
 class RubricJudge:
     """Scores with ``inner`` against a fixed rubric template (e.g. coherence), whatever rubric it is given."""
 
@@ -256,5 +233,9 @@ class RubricJudge:
     def score(self, question: str, answer: str, rubric: str = "") -> float | None:
         return self.score_many([(question, answer, rubric)])[0]
 
-    def score_many(self, triples: Sequence[tuple[str, str, str]]) -> list[float | None]:
-        return self.inner.score_many([(q, a, fill(self.rubric, q, a)) for q, a, _ in triples])
+    def score_many(self, triples: Sequence[Triple]) -> list[float | None]:
+        return self.inner.score_many([(q, a, self.rubric) for q, a, _ in triples])  # the inner judge fills it
+
+
+__all__ = ["COHERENCE_RUBRIC", "EndpointJudge", "Judge", "LocalJudge", "OracleJudge", "PerplexityCoherenceJudge",
+           "RubricJudge", "Triple", "judge_all", "trait_rubric"]

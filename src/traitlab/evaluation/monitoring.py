@@ -30,7 +30,7 @@ def run_monitor(lm: LoadedModel, intervention: Intervention | None, spec: Any, j
                 config: MonitorConfig) -> dict[str, Any] | None:
     """Projection and judged score per (system prompt, question); ``None`` when ``intervention`` has no
     direction to monitor. ``rubric_of(question, answer)`` gives the judge's rubric."""
-    from traitlab.methods.persona_vectors import judge_all
+    from traitlab.judging import judge_all
     from traitlab.monitor import project_conversations
 
     found = monitor_direction(intervention)
@@ -44,7 +44,7 @@ def run_monitor(lm: LoadedModel, intervention: Intervention | None, spec: Any, j
     prompts = [q for _, _, q in rows]
     answers = lm.generate_chat(prompts, [s for _, s, _ in rows], max_new_tokens=config.max_new_tokens,
                                batch_size=config.batch_size, progress=False).texts
-    scores = judge_all(judge, prompts, answers, [rubric_of(q, a) for q, a in zip(prompts, answers, strict=True)])
+    scores = judge_all(judge, [(q, a, rubric_of(q, a)) for q, a in zip(prompts, answers, strict=True)])
     conversations = [([{"role": "system", "content": s}] if s else []) + [{"role": "user", "content": q}]
                      for _, s, q in rows]
     projections = [r["last_prompt_projection"]

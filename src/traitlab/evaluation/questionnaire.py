@@ -49,8 +49,8 @@ from traitlab.evaluation.forward import label_token_ids, next_token_logprobs
 from traitlab.interventions import Intervention
 from traitlab.model.chat import Conversation
 from traitlab.model.loaded import LoadedModel
+from traitlab.traits.spec import BIG_FIVE
 
-BIG_FIVE = ("openness", "conscientiousness", "extraversion", "agreeableness", "neuroticism")
 LABELS = (1, 2, 3, 4, 5)
 DATA = Path(str(resources.files("traitlab.evaluation"))) / "data"
 _DOMAINS = {"O": "openness", "C": "conscientiousness", "E": "extraversion", "A": "agreeableness",

@@ -1,10 +1,11 @@
 """The experiment runner behind ``traitlab compare``.
 
 ``run_experiment(config, out_dir)`` validates the whole experiment (YAML file, dict or ``Experiment``) before
-any model loads, then runs one *cell* per (seed, method entry, trait, sweep scale): it builds the method's
-Intervention once per (method entry, trait), scales it (``intervention.scaled(s)``) for each sweep scale,
-evaluates the requested suites and appends one JSON row per cell to ``results.jsonl`` as soon as the cell
-is done. A cell's ``key`` hashes its coordinates, the method entry (name, parameters) and everything else that
+any model loads, then builds the judges once and runs one *cell* per (seed, method entry, trait, sweep scale):
+it builds the method's Intervention once per (method entry, trait) through its recipe
+(``traitlab.evaluation.recipes``, which gets those same judges), scales it (``intervention.scaled(s)``) for each
+sweep scale, evaluates the requested suites and appends one JSON row per cell to ``results.jsonl`` as soon as
+the cell is done. A cell's ``key`` hashes its coordinates, the method entry (name, parameters) and everything else that
 decides its result (model, evaluations, judge); on a rerun, cells whose key is already in ``results.jsonl``
 are skipped, so an interrupted run resumes where it stopped and a changed setting reruns only what it touches.
 Finally it writes ``summary.csv`` and ``report.html`` (``traitlab.evaluation.report``).
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from traitlab.evaluation.config import Experiment, MethodConfig, load_experiment
+from traitlab.evaluation.recipes import RecipeContext, build
 from traitlab.progress import stderr, track
 
 RESULTS = "results.jsonl"
@@ -82,7 +84,6 @@ def run_experiment(config: Experiment | str | os.PathLike[str] | dict[str, Any],
                    lm: Any | None = None) -> list[dict[str, Any]]:
     """Run (or resume) an experiment; returns one row per cell, in plan order. ``lm`` reuses a loaded model
     (it must be the experiment's model)."""
-    from traitlab.evaluation.methods import build
     from traitlab.evaluation.suite import Judges, evaluate, headline
 
     experiment, specs = load_experiment(config)
@@ -108,7 +109,8 @@ def run_experiment(config: Experiment | str | os.PathLike[str] | dict[str, Any],
             if first_of_slot:
                 workdir = out / "work" / cell.method.key / spec.name
                 workdir.mkdir(parents=True, exist_ok=True)
-                built[slot] = build(cell.method.name, lm, spec, cell.method.params, workdir)
+                context = RecipeContext(lm, spec, workdir, judges)
+                built[slot] = build(cell.method.name, context, cell.method.params)
             intervention = built[slot]
             if intervention is not None and cell.scale is not None:
                 intervention = intervention.scaled(cell.scale)

@@ -29,8 +29,7 @@ from traitlab.evaluation.forward import continuation_nll
 from traitlab.evaluation.judges import Judge, PerplexityCoherenceJudge, judge_all
 from traitlab.interventions import Intervention
 from traitlab.model.loaded import LoadedModel
-
-_PB_TRAITS = ("openness", "conscientiousness", "extraversion", "agreeableness", "neuroticism")
+from traitlab.traits.spec import BIG_FIVE
 
 
 def load_question_file(path: str | Path) -> list[str]:
@@ -69,7 +68,7 @@ def load_personalitybench(path: str | Path) -> dict[str, list[str]]:
     out = {}
     for file in files:
         trait = file.stem.lower()
-        if trait in _PB_TRAITS:
+        if trait in BIG_FIVE:
             out[trait] = load_question_file(file)
     if not out:
         raise ConfigError(f"no PersonalityBench question files (<Trait>.json, e.g. Openness.json) in {source}")
@@ -94,7 +93,7 @@ def question_set(spec: Any, source: str | Path | None = None, n: int | None = No
     trait = getattr(spec, "trait_name", None) or str(spec)
     if source is not None:
         path = Path(source).expanduser()
-        if path.is_dir() or path.stem.lower() in _PB_TRAITS:
+        if path.is_dir() or path.stem.lower() in BIG_FIVE:
             per_trait = load_personalitybench(path)
             if trait not in per_trait:
                 raise ConfigError(f"{path} has no questions for '{trait}' (has {', '.join(per_trait)})")

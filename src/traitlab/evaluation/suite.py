@@ -29,6 +29,7 @@ from traitlab.evaluation.judges import (
     LocalJudge,
     OracleJudge,
     PerplexityCoherenceJudge,
+    RubricJudge,
     trait_rubric,
 )
 from traitlab.interventions import Intervention
@@ -62,6 +63,8 @@ class Judges:
 
     @classmethod
     def from_config(cls, config: JudgeConfig, lm: LoadedModel) -> Judges:
+        """The one judge factory: a judge kind → the shared trait judge and the coherence judge. Every
+        command and the runner build their judges here (a new judge kind is one more branch)."""
         kind = config.kind
         if kind == "auto":
             kind = "oracle" if is_organism(lm) else "endpoint" if config.url else "embedding"
@@ -73,21 +76,12 @@ class Judges:
             offline = LazyOfflineJudges(lm, config.reference, config.calibrate)
             return cls("embedding", lm, None, offline.coherence_judge(), offline)
         if kind == "endpoint":
-            from traitlab.evaluation.client import ChatClient
-
-            if not (config.url and config.model):
-                raise ConfigError("an endpoint judge needs a URL and a model name (--judge-url, --judge-model)")
-            client = ChatClient(config.url, config.model, api_key_env=config.api_key_env,
-                                concurrency=config.concurrency, retries=config.retries, cache=config.cache)
-            judge = EndpointJudge(client)
-            return cls("endpoint", lm, judge, judge)
-        judge_lm = lm
-        if config.model:
-            from traitlab.model.loaded import load_model
-
-            judge_lm = load_model(config.model)
-        judge = LocalJudge(judge_lm, batch_size=config.batch_size)
-        return cls("local", lm, judge, judge)
+            judge: Judge = endpoint_judge(config)
+        elif kind == "local":
+            judge = local_judge(config, lm)
+        else:
+            raise ConfigError(f"unknown judge kind '{kind}'")
+        return cls(kind, lm, judge, RubricJudge(judge, COHERENCE_RUBRIC))
 
     def trait_judge(self, spec: Any) -> tuple[Judge, str]:
         """The judge and rubric of a TraitSpec (its ``eval_prompt``)."""
@@ -104,6 +98,24 @@ class Judges:
         return self.shared, trait_rubric(spec, pole)
 
 
+def endpoint_judge(config: JudgeConfig) -> EndpointJudge:
+    from traitlab.evaluation.client import ChatClient
+
+    if not (config.url and config.model):
+        raise ConfigError("an endpoint judge needs a URL and a model name (--judge-url, --judge-model)")
+    client = ChatClient(config.url, config.model, api_key_env=config.api_key_env,
+                        concurrency=config.concurrency, retries=config.retries, cache=config.cache)
+    return EndpointJudge(client)
+
+
+def local_judge(config: JudgeConfig, lm: LoadedModel) -> LocalJudge:
+    """A log-prob judge on ``config.model`` (loaded here) or on the evaluated model itself, un-intervened."""
+    judge_lm = lm
+    if config.model:
+        from traitlab.model.loaded import load_model
+
+        judge_lm = load_model(config.model)
+    return LocalJudge(judge_lm, batch_size=config.batch_size)
 
 def run_questionnaire(lm: LoadedModel, intervention: Intervention | None, config: QuestionnaireConfig,
                       seed: int = 0, progress: bool = False) -> dict[str, Any]:
@@ -158,8 +170,8 @@ def evaluate(lm: LoadedModel, intervention: Intervention | None, specs: Sequence
 
         found = {}
         for spec in specs:
-            judge, _ = judges.trait_judge(spec)
-            record = run_monitor(lm, intervention, spec, judge, spec.rubric, ev.monitor)
+            judge, rubric = judges.trait_judge(spec)
+            record = run_monitor(lm, intervention, spec, judge, lambda q, a, rubric=rubric: rubric, ev.monitor)
             if record is not None:
                 found[spec.name] = record
         if found:

@@ -4,27 +4,19 @@ the loss covers reply tokens only."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
 from traitlab.errors import ConfigError
 from traitlab.model import LoadedModel
 from traitlab.model.chat import Conversation
+from traitlab.readers import read_jsonl
 
 
 def load_chat_jsonl(path: str | Path) -> list[Conversation]:
     source = Path(path)
-    if not source.is_file():
-        raise ConfigError(f"chat data {source} not found")
     conversations = []
-    for number, line in enumerate(source.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{source}:{number} is not valid JSON: {exc.msg}") from None
+    for number, row in read_jsonl(source, "chat data"):
         messages = row.get("messages") if isinstance(row, dict) else None
         if not isinstance(messages, list) or not messages or messages[-1].get("role") != "assistant":
             raise ConfigError(f"{source}:{number} needs a 'messages' list ending with an assistant turn")

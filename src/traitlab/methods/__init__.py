@@ -1,4 +1,5 @@
-"""One module per mechanism; importing this package registers every mechanism for ``load_intervention``."""
+"""One module per mechanism (fitting, the Intervention class, its artifact). The table from a mechanism name to
+its class is ``traitlab.registry.MECHANISMS``; nothing here registers itself on import."""
 
 from traitlab.methods.merging import PersonalityVector
 from traitlab.methods.neurons import NeuronInduction

@@ -27,7 +27,7 @@ from safetensors import safe_open
 
 from traitlab.checkpoints import CheckpointReader, ShardedWriter, StreamingWriter
 from traitlab.errors import ArtifactError, ConfigError, validation_message
-from traitlab.interventions import FORMAT_VERSION, LAYER_CONVENTION, register
+from traitlab.interventions import artifact_header
 from traitlab.methods.merge_math import Method, Rescale, merge_deltas
 from traitlab.methods.weights import WeightDelta
 from traitlab.model import LoadedModel
@@ -37,7 +37,6 @@ from traitlab.model.loaded import resolve_spec
 from traitlab.progress import track
 
 
-@register
 class PersonalityVector(WeightDelta):
     """φ per parameter; scale = α. ``transfer_to`` re-targets it at another model of the same shapes."""
 
@@ -96,10 +95,8 @@ def checkpoint_fingerprint(folder: str | Path, reader: CheckpointReader | None =
 
 def _metadata(trait: str | None, pole: str | None, fingerprint: Fingerprint, extra: dict[str, Any],
               count: int, numel: int) -> dict[str, str]:
-    meta = {"format_version": FORMAT_VERSION, "mechanism": PersonalityVector.mechanism, "scale": 1.0,
-            "trait": trait, "pole": pole, "hyperparameters": {}, "layer_convention": LAYER_CONVENTION,
-            "neuron_site": None, "fingerprint": fingerprint.to_dict(),
-            "params": {"parameters": count, "numel": numel}, "extra": extra}
+    meta = artifact_header(PersonalityVector.mechanism, trait=trait, pole=pole, fingerprint=fingerprint,
+                           params={"parameters": count, "numel": numel}, extra=extra)
     return {"traitlab": json.dumps(meta)}
 
 
@@ -347,9 +344,4 @@ def merge_to_checkpoint(config: MergeConfig, out: str | Path, shard_bytes: int =
 
 
 def load_vector(path: str | Path) -> PersonalityVector:
-    from traitlab.interventions import load_intervention
-
-    vector = load_intervention(path)
-    if not isinstance(vector, PersonalityVector):
-        raise ConfigError(f"{path} is a {vector.mechanism} artifact, not a personality vector")
-    return vector
+    return PersonalityVector.load(path, what="a personality vector")

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import random
 from collections.abc import Iterator, Mapping, Sequence
@@ -35,11 +34,12 @@ from typing import Any
 
 import torch
 
-from traitlab.errors import ArtifactError, ConfigError
-from traitlab.interventions import Coef, Intervention, kwargs_from_meta, load_intervention, register
+from traitlab.errors import ConfigError
+from traitlab.interventions import Coef, Intervention, kwargs_from_meta
 from traitlab.methods.neuron_stats import DEFAULT_BINS, NeuronHistogram
 from traitlab.model import Generation, LoadedModel, neuron_edit, stream_neurons
 from traitlab.model.positions import check_positions
+from traitlab.readers import jsonl_rows
 from traitlab.traits import TraitSpec
 
 SIDES = ("pos", "neg")
@@ -257,7 +257,6 @@ def select(stats: NeuronStats, options: SelectionOptions) -> Selection:
 # ---------------------------------------------------------------------------------------------- intervention
 
 
-@register
 class NeuronInduction(Intervention):
     """NPTI: boost the target pole's neurons by γ·a95·f(δ) and clamp the opposite pole's at min(0, n), at the
     neuron site of each block (0-based block index; block k writes layer k+1). Scale = γ; per-row scales work
@@ -394,13 +393,7 @@ def load_npti_descriptions(path: str | Path, trait: str) -> dict[str, list[str]]
         data = json.loads(text)
         rows = data if isinstance(data, list) else [data]
     except json.JSONDecodeError:
-        rows = []
-        for n, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError:
-                    raise ConfigError(f"{source} line {n} is not valid JSON") from None
+        rows = [row for _, row in jsonl_rows(text, source)]
     high: list[str] = []
     low: list[str] = []
     for row in rows:
@@ -439,81 +432,3 @@ def fit(lm: LoadedModel, spec: TraitSpec, pole: str | None = None, settings: Col
     return NeuronInduction.from_stats(stats, options, trait=spec.trait_name, pole=stats.poles[options.target],
                                       hyperparameters=hyper, fingerprint=lm.fingerprint,
                                       neuron_site=lm.family.neuron_site, extra={"spec": spec.name})
-
-
-# ---------------------------------------------------------------------------------------------- runner
-
-
-_SELECTION_KEYS = {"threshold": float, "top_k": int, "use_f": bool, "boost_only": bool, "clamp_only": bool,
-                   "boost_fraction": float, "selection_seed": int, "positions": str}
-_COLLECTION_KEYS = {"n_answers": int, "max_new_tokens": int, "temperature": float, "top_p": float, "seed": int,
-                    "batch_size": int, "bins": int}
-_OTHER_KEYS = {"pole": str, "scale": float, "description_json": str, "questions": str}
-RUNNER_KEYS = {**_SELECTION_KEYS, **_COLLECTION_KEYS, **_OTHER_KEYS}
-
-
-def validate_runner_params(params: dict[str, Any]) -> None:
-    """Check the experiment-runner parameters of method ``npti``; ``ConfigError`` on unknown or bad ones."""
-    unknown = sorted(set(params) - set(RUNNER_KEYS))
-    if unknown:
-        raise ConfigError(f"method 'npti' has no parameter {', '.join(unknown)} "
-                          f"(parameters: {', '.join(sorted(RUNNER_KEYS))})")
-    for key, kind in RUNNER_KEYS.items():
-        if key not in params:
-            continue
-        value = params[key]
-        ok = (isinstance(value, bool) if kind is bool else isinstance(value, str) if kind is str
-              else isinstance(value, int) and not isinstance(value, bool) if kind is int
-              else isinstance(value, int | float) and not isinstance(value, bool))
-        if not ok:
-            raise ConfigError(f"method 'npti': {key} must be a {kind.__name__}, got {value!r}")
-    if "pole" in params and params["pole"] not in ("high", "low"):
-        raise ConfigError(f"method 'npti': pole must be high or low, got {params['pole']!r}")
-    for key in ("description_json", "questions"):
-        if key in params and not Path(params[key]).expanduser().is_file():
-            raise ConfigError(f"method 'npti': {key} file {params[key]} not found")
-    _settings(params)
-    _options(params)
-
-
-def _settings(params: Mapping[str, Any]) -> CollectionSettings:
-    return CollectionSettings(**{k: params[k] for k in _COLLECTION_KEYS if k in params})
-
-
-def _options(params: Mapping[str, Any]) -> SelectionOptions:
-    values = {k: params[k] for k in _SELECTION_KEYS if k in params and k != "selection_seed"}
-    if "selection_seed" in params:
-        values["seed"] = params["selection_seed"]
-    return SelectionOptions(**values)
-
-
-def runner_builder(lm: LoadedModel, spec: TraitSpec, params: dict[str, Any], workdir: Path) -> Intervention:
-    """Method ``npti`` of the experiment runner: fit NPTI for the spec's pole (or ``params["pole"]``) on
-    ``lm``; the statistics are cached in ``workdir`` (keyed on the model, spec and collection settings), so a
-    rerun only re-selects. ``scale`` is γ."""
-    validate_runner_params(params)
-    settings = _settings(params)
-    pairs = None
-    if "description_json" in params:
-        pairs = description_pairs(load_npti_descriptions(params["description_json"], spec.trait_name), spec)
-    questions = None
-    if "questions" in params:
-        from traitlab.evaluation.situational import load_question_file
-
-        questions = load_question_file(params["questions"])
-    key = json.dumps([lm.fingerprint.to_dict(), spec.model_dump(), dataclasses.asdict(settings),
-                      pairs, questions], sort_keys=True, default=str)
-    cache = Path(workdir) / f"npti-stats-{hashlib.sha256(key.encode()).hexdigest()[:16]}.safetensors"
-    base: NeuronInduction | None = None
-    if cache.is_file():
-        with contextlib.suppress(ArtifactError):
-            loaded = load_intervention(cache, lm)
-            base = loaded if isinstance(loaded, NeuronInduction) and loaded.stats is not None else None
-    if base is None:
-        base = fit(lm, spec, settings=settings, pairs=pairs, questions=questions, progress=False)
-        Path(workdir).mkdir(parents=True, exist_ok=True)
-        base.save(cache)
-    options = dataclasses.replace(_options(params), target=side_for(spec, params.get("pole", spec.pole)))
-    chosen = base.with_options(**dataclasses.asdict(options))
-    return chosen.scaled(float(params.get("scale", 1.0)))
-

@@ -17,7 +17,6 @@ from pathlib import Path
 import torch
 
 from traitlab.errors import ArtifactError, ConfigError
-from traitlab.interventions import load_intervention
 from traitlab.methods.persona_vectors import VARIANTS, PersonaVector
 from traitlab.model import LoadedModel
 
@@ -124,10 +123,7 @@ def combine(expression: str) -> PersonaVector:
     terms = parse_expression(expression)
     vectors = []
     for _, path in terms:
-        loaded = load_intervention(path)
-        if not isinstance(loaded, PersonaVector):
-            raise ConfigError(f"{path} is a {loaded.mechanism} artifact; arithmetic needs persona vectors")
-        vectors.append(loaded)
+        vectors.append(PersonaVector.load(path, what="a persona vector (arithmetic needs persona vectors)"))
     first = vectors[0]
     for other, (_, path) in zip(vectors[1:], terms[1:], strict=True):
         if first.fingerprint and other.fingerprint and first.fingerprint.mismatches(other.fingerprint):

@@ -19,7 +19,8 @@ from typing import Any
 import torch
 
 from traitlab.errors import ConfigError
-from traitlab.methods.persona_vectors import Judge, PersonaVector, judge_all
+from traitlab.judging import Judge, judge_all
+from traitlab.methods.persona_vectors import PersonaVector
 from traitlab.model import LoadedModel, residual_add
 from traitlab.model.positions import check_positions
 from traitlab.progress import track
@@ -84,8 +85,9 @@ def sweep(lm: LoadedModel, vector: PersonaVector, spec: TraitSpec, judge: Judge,
         with residual_add(lm, layer, vector.direction(layer, variant), row_coefs, where):
             texts = lm.generate_chat(rows, max_new_tokens=max_new_tokens, batch_size=batch_size,
                                      progress=False).texts
-        trait = judge_all(judge, rows, texts, [spec.rubric(q, a) for q, a in zip(rows, texts, strict=True)])
-        coherence = judge_all(coherence_judge, rows, texts, [""] * len(rows)) if coherence_judge else None
+        trait = judge_all(judge, [(q, a, spec.eval_prompt) for q, a in zip(rows, texts, strict=True)])
+        coherence = (judge_all(coherence_judge, [(q, a, "") for q, a in zip(rows, texts, strict=True)])
+                     if coherence_judge else None)
         for k, coef in enumerate(grid):
             idx = range(k, len(rows), len(grid))
             trait_mean = _mean([trait[i] for i in idx])

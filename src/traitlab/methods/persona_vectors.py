@@ -20,12 +20,13 @@ from __future__ import annotations
 import copy
 import dataclasses
 from collections.abc import Iterator, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 
 from traitlab.errors import ConfigError
-from traitlab.interventions import Intervention, kwargs_from_meta, register
+from traitlab.interventions import Intervention, kwargs_from_meta
+from traitlab.judging import Judge, judge_all
 from traitlab.methods.persona_optimize import OPTIMIZED, OptimizeSettings, optimize_directions
 from traitlab.methods.steering import Mode, ResidualSteering
 from traitlab.model import Generation, LoadedModel, capture_residual, teacher_forced
@@ -35,22 +36,6 @@ from traitlab.traits import TraitSpec
 VARIANTS = ("response_avg", "prompt_avg", "prompt_last")
 ALL_VARIANTS = (*VARIANTS, OPTIMIZED)
 _VARIANT_POSITIONS = {"response_avg": "response", "prompt_avg": "prompt", "prompt_last": "last_prompt"}
-
-
-class Judge(Protocol):
-    """Anything with ``score(question, answer, rubric) -> float | None`` (the evaluation harness's judges)."""
-
-    def score(self, question: str, answer: str, rubric: str) -> float | None: ...
-
-
-def judge_all(judge: Judge, questions: Sequence[str], answers: Sequence[str],
-              rubrics: Sequence[str]) -> list[float | None]:
-    """Score many answers, through the judge's batched ``score_many(triples)`` when it has one."""
-    triples = list(zip(questions, answers, rubrics, strict=True))
-    many = getattr(judge, "score_many", None)
-    if many is not None:
-        return list(many(triples))
-    return [judge.score(q, a, r) for q, a, r in triples]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,15 +100,18 @@ def rollouts(lm: LoadedModel, spec: TraitSpec, judge: Judge, settings: Extractio
                    top_p=settings.top_p, batch_size=settings.batch_size)
     pos = lm.generate_chat(questions_rows, pos_systems, seed=settings.seed, **options)
     neg = lm.generate_chat(questions_rows, neg_systems, seed=settings.seed + 1, **options)
-    rubric = [spec.rubric(q, a) for q, a in zip(questions_rows, pos.texts, strict=True)]
-    pos_scores = judge_all(judge, questions_rows, pos.texts, rubric)
-    rubric = [spec.rubric(q, a) for q, a in zip(questions_rows, neg.texts, strict=True)]
-    neg_scores = judge_all(judge, questions_rows, neg.texts, rubric)
+    pos_scores = judge_all(judge, _triples(questions_rows, pos.texts, spec.eval_prompt))
+    neg_scores = judge_all(judge, _triples(questions_rows, neg.texts, spec.eval_prompt))
     result = Rollouts(questions_rows, pos_systems, neg_systems, pos, neg, pos_scores, neg_scores)
     if coherence_judge is not None:
-        result.pos_coherence = judge_all(coherence_judge, questions_rows, pos.texts, [""] * len(rows))
-        result.neg_coherence = judge_all(coherence_judge, questions_rows, neg.texts, [""] * len(rows))
+        result.pos_coherence = judge_all(coherence_judge, _triples(questions_rows, pos.texts, ""))
+        result.neg_coherence = judge_all(coherence_judge, _triples(questions_rows, neg.texts, ""))
     return result
+
+
+def _triples(questions: Sequence[str], answers: Sequence[str], rubric: str) -> list[tuple[str, str, str]]:
+    """(question, answer, rubric template) rows for a judge; the judge fills the template."""
+    return [(q, a, rubric) for q, a in zip(questions, answers, strict=True)]
 
 
 def _chunks(rows: Sequence[int], size: int) -> Iterator[list[int]]:
@@ -204,7 +192,6 @@ def _mean(values: Sequence[float | None]) -> float | None:
     return round(sum(present) / len(present), 3) if present else None
 
 
-@register
 class PersonaVector(ResidualSteering):
     """Per-layer persona directions (all layers, three variants) steering at ``layers``.
 

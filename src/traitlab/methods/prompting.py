@@ -13,11 +13,10 @@ from typing import Any
 import torch
 
 from traitlab.errors import ConfigError
-from traitlab.interventions import Coef, Intervention, kwargs_from_meta, register
+from traitlab.interventions import Coef, Intervention, kwargs_from_meta
 from traitlab.model.loaded import LoadedModel
 
 
-@register
 class PromptIntervention(Intervention):
     mechanism = "prompt"
 

@@ -12,7 +12,7 @@ from typing import Any, Literal
 import torch
 
 from traitlab.errors import ConfigError
-from traitlab.interventions import Coef, Intervention, kwargs_from_meta, register
+from traitlab.interventions import Coef, Intervention, kwargs_from_meta
 from traitlab.model.edits import residual_ablate, residual_add, residual_cap
 from traitlab.model.loaded import LoadedModel
 from traitlab.model.positions import check_positions
@@ -20,7 +20,6 @@ from traitlab.model.positions import check_positions
 Mode = Literal["add", "ablate", "cap"]
 
 
-@register
 class ResidualSteering(Intervention):
     mechanism = "residual_steering"
 

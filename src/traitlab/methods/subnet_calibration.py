@@ -21,7 +21,6 @@ accumulate, for every Linear in the selected blocks, Σx_j and Σx²_j over the 
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ import torch
 from traitlab.errors import ConfigError
 from traitlab.model import LinearInputStats, LoadedModel, capture_linear_inputs, pack, teacher_forced
 from traitlab.progress import track
+from traitlab.readers import read_jsonl
 from traitlab.traits import BIG_FIVE, TraitSpec, load_trait
 
 CALIBRATION_POSITIONS = ("response", "all")
@@ -158,16 +158,8 @@ def from_description(lm: LoadedModel, description: str, with_system: bool = Fals
 def read_persona_jsonl(path: str | Path) -> list[dict[str, Any]]:
     """Validated records of a persona-text JSONL file (checked before any model is loaded)."""
     source = Path(path)
-    if not source.is_file():
-        raise ConfigError(f"persona text file {source} not found")
     records = []
-    for number, line in enumerate(source.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{source}:{number} is not valid JSON: {exc.msg}") from None
+    for number, record in read_jsonl(source, "persona text file"):
         if not isinstance(record, dict):
             raise ConfigError(f"{source}:{number} must be a JSON object")
         if "messages" in record:

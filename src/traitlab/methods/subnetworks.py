@@ -4,9 +4,9 @@ arXiv 2602.07164): training-free weight masks that isolate a persona inside the 
 1. **Calibration** (``subnet_calibration``): a persona's calibration texts (a TraitSpec pole, a description or
    a JSONL of texts) go through the model once; every Linear inside the decoder blocks gets Σx_j, Σx²_j per input
    channel over the selected tokens, hence ‖X_j‖₂, μ_j and σ²_j.
-2. **Persona mask** (Wanda-style, ``wanda_masks``): ``S_ij = |W_ij|·‖X_j‖₂``; each output row keeps its top
+2. **Persona mask** (Wanda-style, ``subnet_fit.wanda_masks``): ``S_ij = |W_ij|·‖X_j‖₂``; each output row keeps its top
    ``(1 − sparsity)`` weights (default sparsity 0.5); module filter ``all|mlp|attention`` and a block range.
-3. **Contrastive pruning** (``contrastive_masks``) for a pair (seek, reject):
+3. **Contrastive pruning** (``subnet_fit.contrastive_masks``) for a pair (seek, reject):
    ``z_j = (μ_seek − μ_reject)/sqrt(σ²_seek + σ²_reject + ε)``, keep ranking ``|W_ij|·ReLU(z_j)`` (ties among zeros
    broken by ``|W_ij|·z_j``, see ``subnet_masks``), default sparsity 0.3. ``direction='reject'`` builds the
    opposite persona's mask from the same statistics (``−z``); ``disjoint`` forces a pair's kept sets (or removed
@@ -16,7 +16,8 @@ arXiv 2602.07164): training-free weight masks that isolate a persona inside the 
    bit-exact, also after an exception. Masks live bit-packed (1 bit per weight), in memory and in the artifact.
    ``SubnetworkSet`` switches personas on a live model by swapping masks; ``export_checkpoint`` writes a plain HF
    checkpoint with the mask applied.
-5. **Analysis** (``subnet_analysis``): sparsity per module, Jaccard overlap of two masks per layer and module.
+5. **Fitting** end to end: ``subnet_fit.find`` (calibration, statistics, masks). **Analysis**
+   (``subnet_analysis``): sparsity per module, Jaccard overlap of two masks per layer and module.
 
 **Scale**: a mask has no natural strength, so the scale interpolates the removed weights:
 ``w ← (1 − scale)·w`` on the masked-out entries. Scale 1 (the default) is the subnetwork (removed weights are
@@ -32,9 +33,6 @@ parameter's own layout (GPT-2 ``Conv1D``: ``[in, out]``).
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import hashlib
-import json
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,101 +41,12 @@ import torch
 from torch import nn
 
 from traitlab.errors import ArtifactError, ConfigError
-from traitlab.interventions import Coef, Intervention, kwargs_from_meta, register
-from traitlab.methods.subnet_calibration import (
-    CALIBRATION_POSITIONS,
-    CalibrationSet,
-    GenerationSettings,
-    collect_stats,
-    from_spec,
-    opposite,
-    spec_pole,
-)
-from traitlab.methods.subnet_masks import (
-    DISJOINT,
-    check_sparsity,
-    contrastive_scores,
-    contrastive_z,
-    keep_mask,
-    pack_bits,
-    popcount,
-    rows_view,
-    to_parameter_layout,
-    unpack_bits,
-    wanda_scores,
-)
-from traitlab.model import LinearInputStats, LoadedModel, linear_modules
-from traitlab.traits import TraitSpec
+from traitlab.interventions import Coef, Intervention, kwargs_from_meta
+from traitlab.methods.subnet_masks import pack_bits, popcount, unpack_bits
+from traitlab.model import LoadedModel
 
-MODULE_FILTERS = ("all", "mlp", "attention")
-WANDA_SPARSITY = 0.5
-CONTRASTIVE_SPARSITY = 0.3
 BLOCK_CONVENTION = "0-based decoder block index; block k produces layer k+1"
 MASK_LAYOUT = "parameter layout (nn.Linear [out, in]; GPT-2 Conv1D [in, out]); bit 1 = kept; packbits big-endian"
-
-
-def is_conv1d(module: nn.Module) -> bool:
-    return type(module).__name__ == "Conv1D"
-
-
-def check_blocks(lm: LoadedModel, blocks: Sequence[int] | None) -> list[int] | None:
-    if blocks is None:
-        return None
-    bad = [b for b in blocks if not isinstance(b, int) or not 0 <= b < lm.num_layers]
-    if bad or not blocks:
-        raise ConfigError(f"blocks {list(blocks)} out of range: this model has blocks 0..{lm.num_layers - 1} "
-                          f"({BLOCK_CONVENTION})")
-    return sorted(set(blocks))
-
-
-# ---------------------------------------------------------------------------------------------- mask fitting
-
-
-def wanda_masks(lm: LoadedModel, stats: Mapping[str, LinearInputStats], sparsity: float = WANDA_SPARSITY,
-                modules: str = "all", blocks: Sequence[int] | None = None) -> dict[str, torch.Tensor]:
-    """Bool keep-masks (parameter layout) keyed by parameter name: top ``1 − sparsity`` of each output row by
-    ``|W_ij|·‖X_j‖₂``."""
-    check_sparsity(sparsity)
-    out = {}
-    for name, module in linear_modules(lm, modules, check_blocks(lm, blocks)).items():  # type: ignore[arg-type]
-        if name not in stats:
-            raise ConfigError(f"no calibration statistics for {name}; collect them with the same module filter")
-        conv = is_conv1d(module)
-        scores = wanda_scores(rows_view(module.weight, conv), stats[name].norm)
-        out[f"{name}.weight"] = to_parameter_layout(keep_mask(scores, sparsity), conv)
-    return out
-
-
-def contrastive_masks(lm: LoadedModel, seek: Mapping[str, LinearInputStats],
-                      reject: Mapping[str, LinearInputStats], sparsity: float = CONTRASTIVE_SPARSITY,
-                      modules: str = "all", blocks: Sequence[int] | None = None, direction: str = "seek",
-                      eps: float = 1e-6, pair: bool = False,
-                      disjoint: str = "none") -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None]:
-    """Contrastive keep-masks: the ``direction`` persona's mask (``seek``: keep ranking ``|W|·ReLU(z)``;
-    ``reject``: the opposite persona's, ``|W|·ReLU(−z)``), and with ``pair=True`` the other direction's mask too,
-    made disjoint from the first (``disjoint='kept'`` or ``'removed'``) when asked."""
-    check_sparsity(sparsity)
-    if direction not in ("seek", "reject"):
-        raise ConfigError(f"direction must be seek or reject, got '{direction}'")
-    if disjoint not in DISJOINT:
-        raise ConfigError(f"disjoint must be one of {', '.join(DISJOINT)}, got '{disjoint}'")
-    sign = 1.0 if direction == "seek" else -1.0
-    first, second = {}, {} if pair else None
-    for name, module in linear_modules(lm, modules, check_blocks(lm, blocks)).items():  # type: ignore[arg-type]
-        if name not in seek or name not in reject:
-            raise ConfigError(f"no calibration statistics for {name}; collect them with the same module filter")
-        s, r = seek[name], reject[name]
-        z = contrastive_z(s.mean, s.variance, r.mean, r.variance, eps)
-        conv = is_conv1d(module)
-        weight = rows_view(module.weight, conv)
-        mask = keep_mask(contrastive_scores(weight, sign * z), sparsity)
-        first[f"{name}.weight"] = to_parameter_layout(mask, conv)
-        if second is not None:
-            exclude = None if disjoint == "none" else (mask if disjoint == "kept" else ~mask)
-            other = keep_mask(contrastive_scores(weight, -sign * z), sparsity, exclude,
-                              disjoint if disjoint != "none" else "kept")
-            second[f"{name}.weight"] = to_parameter_layout(other, conv)
-    return first, second
 
 
 # ---------------------------------------------------------------------------------------------- the intervention
@@ -211,7 +120,6 @@ class AppliedMask:
                     values.numpy() if data.device.type == "cpu" else values)
 
 
-@register
 class SubnetworkMask(Intervention):
     """A persona subnetwork: per-Linear keep-masks, bit-packed. See the module docstring for scale semantics."""
 
@@ -396,200 +304,3 @@ def export_checkpoint(lm: LoadedModel, mask: Intervention, out: str | Path) -> P
         lm.model.save_pretrained(target)
     lm.tokenizer.save_pretrained(target)
     return target
-
-
-# ---------------------------------------------------------------------------------------------- high-level fit
-
-
-@dataclasses.dataclass(frozen=True)
-class FindSettings:
-    """Everything that decides a subnetwork, validated before any model is loaded."""
-
-    sparsity: float | None = None          # None: 0.5 (Wanda) or 0.3 (contrastive)
-    contrastive: bool = False
-    modules: str = "all"
-    blocks: tuple[int, ...] | None = None
-    with_system: bool = False
-    positions: str = "response"
-    eps: float = 1e-6
-    disjoint: str = "none"
-    generation: GenerationSettings = dataclasses.field(default_factory=GenerationSettings)
-    batch_size: int = 16
-
-    def __post_init__(self) -> None:
-        if self.sparsity is not None:
-            check_sparsity(self.sparsity)
-        if self.modules not in MODULE_FILTERS:
-            raise ConfigError(f"unknown module filter '{self.modules}'; use all, mlp or attention")
-        if self.positions not in CALIBRATION_POSITIONS:
-            raise ConfigError(f"positions must be response or all, got '{self.positions}'")
-        if self.disjoint not in DISJOINT:
-            raise ConfigError(f"disjoint must be one of {', '.join(DISJOINT)}, got '{self.disjoint}'")
-        if self.blocks is not None and (not self.blocks or any(not isinstance(b, int) or b < 0 for b in self.blocks)):
-            raise ConfigError(f"blocks must be non-negative integers, got {self.blocks}")
-        if not self.eps > 0:
-            raise ConfigError(f"eps must be > 0, got {self.eps}")
-
-    @property
-    def effective_sparsity(self) -> float:
-        if self.sparsity is not None:
-            return self.sparsity
-        return CONTRASTIVE_SPARSITY if self.contrastive else WANDA_SPARSITY
-
-    def hyperparameters(self) -> dict[str, Any]:
-        return {"method": "contrastive" if self.contrastive else "wanda", "sparsity": self.effective_sparsity,
-                "modules": self.modules, "blocks": list(self.blocks) if self.blocks else None,
-                "with_system": self.with_system, "positions": self.positions,
-                **({"eps": self.eps, "disjoint": self.disjoint} if self.contrastive else {}),
-                **{f"generation_{k}": v for k, v in dataclasses.asdict(self.generation).items()}}
-
-
-def _summary(stats: Mapping[str, LinearInputStats]) -> int:
-    return max((entry.count for entry in stats.values()), default=0)
-
-
-def find_from_stats(lm: LoadedModel, settings: FindSettings, seek: Mapping[str, LinearInputStats],
-                    reject: Mapping[str, LinearInputStats] | None = None, *, trait: str | None = None,
-                    pole: str | None = None, source: Mapping[str, Any] | None = None,
-                    pair: bool = False) -> tuple[SubnetworkMask, SubnetworkMask | None]:
-    """Masks from collected statistics: Wanda (``reject=None``) or contrastive; with ``pair=True`` also the
-    opposite persona's mask (contrastive: ``−z`` from the same statistics; Wanda: from ``reject`` as its own
-    calibration)."""
-    blocks = list(settings.blocks) if settings.blocks else None
-    sparsity = settings.effective_sparsity
-    hyper = settings.hyperparameters()
-    info = {"calibration": dict(source or {}), "calibration_tokens": _summary(seek)}
-    common = dict(trait=trait, hyperparameters=hyper, fingerprint=lm.fingerprint)
-    if settings.contrastive:
-        if reject is None:
-            raise ConfigError("contrastive pruning needs the rejected persona's statistics")
-        first, second = contrastive_masks(lm, seek, reject, sparsity, settings.modules, blocks, "seek",
-                                          settings.eps, pair, settings.disjoint)
-        info["reject_tokens"] = _summary(reject)
-    else:
-        first = wanda_masks(lm, seek, sparsity, settings.modules, blocks)
-        second = None
-        if pair:
-            if reject is None:
-                raise ConfigError("a pair of Wanda masks needs the second persona's statistics")
-            second = wanda_masks(lm, reject, sparsity, settings.modules, blocks)
-            if settings.disjoint != "none":
-                raise ConfigError("disjoint masks are made by contrastive pruning; add --contrastive")
-    mask = SubnetworkMask.from_masks(first, {**info, "direction": "seek"}, pole=pole, **common)
-    other = None
-    if second is not None:
-        other_pole = opposite(pole) if pole in ("high", "low") else None
-        other = SubnetworkMask.from_masks(second, {**info, "direction": "reject"}, pole=other_pole, **common)
-    return mask, other
-
-
-def find(lm: LoadedModel, spec: TraitSpec, pole: str | None = None, settings: FindSettings | None = None,
-         pair: bool = False) -> tuple[SubnetworkMask, SubnetworkMask | None]:
-    """The subnetwork of a TraitSpec pole (Wanda, or contrastive against the opposite pole), and with
-    ``pair=True`` the opposite pole's mask as well."""
-    settings = settings or FindSettings()
-    chosen, _ = spec_pole(spec, pole)
-    check_blocks(lm, settings.blocks)
-    seek_set = from_spec(lm, spec, chosen, settings.with_system, settings.generation)
-    seek = stats_for(lm, seek_set, settings)
-    reject = None
-    source: dict[str, Any] = {"seek": seek_set.source}
-    if settings.contrastive or pair:
-        reject_set = from_spec(lm, spec, opposite(chosen), settings.with_system, settings.generation)
-        reject = stats_for(lm, reject_set, settings)
-        source["reject"] = reject_set.source
-    return find_from_stats(lm, settings, seek, reject, trait=spec.trait_name, pole=chosen, source=source,
-                           pair=pair)
-
-
-def stats_for(lm: LoadedModel, calibration: CalibrationSet, settings: FindSettings) -> dict[str, LinearInputStats]:
-    blocks = list(settings.blocks) if settings.blocks else None
-    return collect_stats(lm, calibration, settings.positions, settings.modules, blocks, settings.batch_size)
-
-
-# ---------------------------------------------------------------------------------------------- comparison runner
-
-_RUNNER_PARAMS = {"sparsity", "contrastive", "modules", "blocks", "with_system", "positions", "n_answers", "seed",
-                  "temperature", "max_new_tokens", "pole", "disjoint", "eps"}
-
-
-def _settings_from_params(params: Mapping[str, Any]) -> FindSettings:
-    extra = sorted(set(params) - _RUNNER_PARAMS)
-    if extra:
-        raise ConfigError(f"method 'subnetwork' has no parameter {', '.join(extra)} "
-                          f"(parameters: {', '.join(sorted(_RUNNER_PARAMS))})")
-    for key in ("contrastive", "with_system"):
-        if key in params and not isinstance(params[key], bool):
-            raise ConfigError(f"method 'subnetwork': {key} must be true or false")
-    for key in ("n_answers", "seed", "max_new_tokens"):
-        if key in params and (isinstance(params[key], bool) or not isinstance(params[key], int)):
-            raise ConfigError(f"method 'subnetwork': {key} must be an integer")
-    if "temperature" in params and not isinstance(params["temperature"], int | float):
-        raise ConfigError("method 'subnetwork': temperature must be a number")
-    if "pole" in params and params["pole"] not in ("high", "low"):
-        raise ConfigError("method 'subnetwork': pole must be high or low")
-    blocks = params.get("blocks")
-    if blocks is not None:
-        if isinstance(blocks, str):
-            blocks = parse_blocks(blocks)
-        if not isinstance(blocks, list) or not all(isinstance(b, int) and not isinstance(b, bool) for b in blocks):
-            raise ConfigError("method 'subnetwork': blocks must be a list of block indices or a range like 0-3")
-        blocks = tuple(blocks)
-    try:
-        generation = GenerationSettings(n_answers=params.get("n_answers", 1),
-                                        temperature=float(params.get("temperature", 1.0)),
-                                        max_new_tokens=params.get("max_new_tokens", 64), seed=params.get("seed", 0))
-        return FindSettings(sparsity=params.get("sparsity"), contrastive=params.get("contrastive", False),
-                            modules=params.get("modules", "all"), blocks=blocks,
-                            with_system=params.get("with_system", False), positions=params.get("positions", "response"),
-                            eps=float(params.get("eps", 1e-6)), disjoint=params.get("disjoint", "none"),
-                            generation=generation)
-    except ConfigError as exc:
-        raise ConfigError(f"method 'subnetwork': {exc}") from None
-
-
-def validate_runner_params(params: dict[str, Any]) -> None:
-    """Check a comparison-runner ``subnetwork`` method's parameters (no model needed); ``ConfigError`` if bad."""
-    _settings_from_params(params)
-
-
-def runner_builder(lm: LoadedModel, spec: TraitSpec, params: dict[str, Any], workdir: Path) -> Intervention:
-    """The comparison runner's ``subnetwork`` method: the mask of the spec's pole (or ``params['pole']``), cached
-    as an artifact under ``workdir`` keyed by the model fingerprint, the spec and the parameters."""
-    settings = _settings_from_params(params)
-    pole, _ = spec_pole(spec, params.get("pole"))
-    key = json.dumps({"fingerprint": lm.fingerprint.to_dict(), "spec": spec.model_dump(), "pole": pole,
-                      "settings": settings.hyperparameters()}, sort_keys=True, default=str)
-    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    path = workdir / f"subnetwork-{spec.name}-{pole}-{digest}.tl.safetensors"
-    if path.is_file():
-        from traitlab.interventions import load_intervention
-
-        return load_intervention(path, lm)
-    mask, _ = find(lm, spec, pole, settings)
-    mask.save(path)
-    return mask
-
-
-def parse_blocks(text: str | None) -> list[int] | None:
-    """``"2-4"`` → [2, 3, 4]; ``"0,3"`` → [0, 3]; empty → None (all blocks)."""
-    if text is None or not str(text).strip():
-        return None
-    out: list[int] = []
-    try:
-        for part in str(text).split(","):
-            part = part.strip()
-            if "-" in part:
-                low, high = (int(x) for x in part.split("-"))
-                if high < low:
-                    raise ValueError
-                out.extend(range(low, high + 1))
-            elif part:
-                out.append(int(part))
-    except ValueError:
-        raise ConfigError(f"cannot read blocks '{text}': use a range like 0-3 or a list like 0,2,4") from None
-    if any(b < 0 for b in out) or not out:
-        raise ConfigError(f"blocks '{text}' must be non-negative block indices")
-    return sorted(set(out))

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from traitlab.errors import ArtifactError, ConfigError
-from traitlab.interventions import Coef, Intervention, kwargs_from_meta, register
+from traitlab.interventions import Coef, Intervention, kwargs_from_meta
 from traitlab.model.loaded import LoadedModel
 
 
@@ -54,7 +54,6 @@ class WeightEdit(Intervention):
                     parameters[name].data.copy_(original)
 
 
-@register
 class WeightDelta(WeightEdit):
     """θ ← θ + α·Δ for each stored tensor Δ (named like the model's parameters)."""
 

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from traitlab.errors import ConfigError
+from traitlab.model.family import is_linear
 from traitlab.model.hooks import ForwardState, HookEngine, StopForward, engine_of
 from traitlab.model.positions import check_positions
 
@@ -189,7 +190,7 @@ def linear_modules(engine: HookEngine, modules: ModuleFilter = "all",
     found: dict[str, nn.Module] = {}
     for block in chosen:
         for name, module in engine.blocks[block].named_modules():
-            if not (isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D"):
+            if not is_linear(module):
                 continue
             in_mlp = name.startswith(family.mlp + ".")
             in_attn = bool(attn_prefix) and name.startswith(attn_prefix)

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from traitlab.errors import ConfigError
+from traitlab.model.family import in_features
 from traitlab.model.hooks import ForwardState, HookEngine, engine_of
 from traitlab.model.positions import check_positions
 
@@ -193,7 +194,4 @@ def neuron_edit(engine: HookEngine, block: int, boost_index: Sequence[int] | tor
 
 def _neuron_width(engine: HookEngine, block: int) -> int:
     family = engine.family
-    down = engine.block_part(block, family.down)
-    weight = down.weight
-    # transformers' Conv1D (GPT-2) stores weight as [in, out]; nn.Linear as [out, in]
-    return weight.shape[0] if type(down).__name__ == "Conv1D" else weight.shape[1]
+    return in_features(engine.block_part(block, family.down))

@@ -92,6 +92,22 @@ def get_path(root: nn.Module, path: str) -> nn.Module:
     return module
 
 
+def is_conv1d(module: nn.Module) -> bool:
+    """transformers' ``Conv1D`` (GPT-2) stores its weight as ``[in, out]``; ``nn.Linear`` as ``[out, in]``."""
+    return type(module).__name__ == "Conv1D"
+
+
+def is_linear(module: nn.Module) -> bool:
+    """A linear layer: ``nn.Linear`` or transformers' ``Conv1D``."""
+    return isinstance(module, nn.Linear) or is_conv1d(module)
+
+
+def in_features(module: nn.Module) -> int:
+    """The input width of a linear layer, whichever layout its weight has."""
+    weight: Any = module.weight
+    return int(weight.shape[0] if is_conv1d(module) else weight.shape[1])
+
+
 def _has(root: nn.Module, path: str | None) -> bool:
     if path is None:
         return True

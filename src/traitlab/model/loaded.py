@@ -16,7 +16,7 @@ from torch import nn
 from traitlab.errors import ConfigError, ModelLoadError
 from traitlab.model.builtins import BUILTIN_MODELS, ORGANISM, builtin
 from traitlab.model.chat import ChatRenderer, Conversation, conversations
-from traitlab.model.family import Family, get_path, resolve_family
+from traitlab.model.family import Family, get_path, in_features, resolve_family
 from traitlab.model.fingerprint import Fingerprint, compute_fingerprint
 from traitlab.model.generation import Generation, SamplingParams, TokenCallback, generate_ids, stop_token_ids
 from traitlab.model.gguf import builtin_folder, gguf_folder, single_gguf_in
@@ -59,8 +59,7 @@ class LoadedModel:
 
     @property
     def intermediate_size(self) -> int:
-        down = get_path(self.hooks.blocks[0], self.family.down)
-        return int(down.weight.shape[0] if type(down).__name__ == "Conv1D" else down.weight.shape[1])
+        return in_features(get_path(self.hooks.blocks[0], self.family.down))
 
     @property
     def device(self) -> torch.device:

@@ -30,8 +30,9 @@ from traitlab.organism.banks import personas as persona_bank
 from traitlab.organism.banks import questions as question_bank
 from traitlab.organism.banks import replies as reply_bank
 from traitlab.organism.banks import selfdesc as self_bank
+from traitlab.traits.spec import BIG_FIVE
 
-TRAITS: tuple[str, ...] = ("openness", "conscientiousness", "extraversion", "agreeableness", "neuroticism")
+TRAITS: tuple[str, ...] = BIG_FIVE  # the organism speaks the Big Five, in this order
 POLES: tuple[str, ...] = ("high", "low")
 SPLITS: tuple[str, ...] = ("train", "heldout")
 HELDOUT_EVERY = 5  # template/item i is held out when i % HELDOUT_EVERY == HELDOUT_EVERY - 1

@@ -32,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from traitlab.model.family import is_linear
+
 ROWWISE = "traitlab_rowwise"
 _local = threading.local()
 
@@ -155,7 +157,7 @@ class BatchInvariance:
         for config, _ in self._configs:
             config._attn_implementation = _register_attention(config._traitlab_base_attn)
         for module in self.model.modules():
-            if isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D":
+            if is_linear(module):
                 self._handles.append(module.register_forward_pre_hook(_pad_rows))
                 self._handles.append(module.register_forward_hook(_slice_rows))
 

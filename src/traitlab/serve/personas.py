@@ -28,8 +28,9 @@ from typing import Any
 import torch
 
 from traitlab.errors import ArtifactError, ConfigError
-from traitlab.interventions import Composite, Intervention, from_artifact, parse_apply_spec, read_artifact
+from traitlab.interventions import Composite, Intervention, parse_apply_spec, read_artifact
 from traitlab.model.loaded import LoadedModel
+from traitlab.registry import from_artifact
 
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
 MAX_SCALE = 100.0

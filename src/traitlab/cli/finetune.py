@@ -1,0 +1,63 @@
+"""``traitlab finetune``: supervised finetuning (LoRA or full) with optional preventative steering, and the
+finetune-shift along a persona vector."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from traitlab.cli.common import MODEL, console
+from traitlab.cli.vectors import _load_vector
+from traitlab.errors import ConfigError
+from traitlab.model import load_model
+
+
+def finetune(
+    data: Path = typer.Option(..., "--data", "-d", help="Chat JSONL."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the finetuned HF checkpoint."),
+    model: str = MODEL,
+    method: str = typer.Option("lora", "--method", help="lora or full."),
+    epochs: float = typer.Option(1.0, "--epochs"),
+    learning_rate: float = typer.Option(2e-4, "--lr"),
+    batch_size: int = typer.Option(8, "--batch-size"),
+    seed: int = typer.Option(0, "--seed"),
+    steer: str | None = typer.Option(None, "--steer", help="VECTOR[:COEF] — preventative steering during "
+                                                            "training (all tokens, at the vector's layer)."),
+    shift_vector: Path | None = typer.Option(None, "--shift-vector", help="Report the finetune-shift along "
+                                                                          "this persona vector."),
+    shift_trait: str | None = typer.Option(None, "--shift-trait", help="Trait whose eval questions are the "
+                                                                        "shift prompts (default: the vector's)."),
+) -> None:
+    """Supervised finetuning (LoRA or full), loss on replies only, optionally with preventative steering."""
+    from traitlab.finetune import FinetuneSettings, load_chat_jsonl
+    from traitlab.finetune import finetune as run_finetune
+    from traitlab.interventions import parse_apply_spec
+
+    settings = FinetuneSettings(method=method, epochs=epochs, learning_rate=learning_rate,  # type: ignore[arg-type]
+                                batch_size=batch_size, seed=seed)
+    conversations = load_chat_jsonl(data)
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError(f"output folder {out} is not empty")
+    steering = None
+    if steer:
+        path, coef = parse_apply_spec(steer)
+        steering = _load_vector(Path(path)).at(positions="all").scaled(coef)
+    shift = _load_vector(shift_vector) if shift_vector else None
+    lm = load_model(model)
+    tuned = run_finetune(lm, conversations, settings, steering)
+    out.mkdir(parents=True, exist_ok=True)
+    tuned.model.save_pretrained(out)
+    lm.tokenizer.save_pretrained(out)
+    console.print(f"wrote the finetuned checkpoint to {out}")
+    if shift is not None:
+        from traitlab.monitor import finetune_shift
+        from traitlab.traits import load_trait
+
+        default_trait = f"{shift.trait}_{shift.pole}" if shift.pole else shift.trait
+        if not (shift_trait or default_trait):
+            raise ConfigError("the shift vector names no trait; pass --shift-trait")
+        spec = load_trait(shift_trait or default_trait)
+        layer = next(iter(shift.vectors))
+        value = finetune_shift(lm, tuned, shift.direction(layer), layer, spec.held_out_questions)
+        console.print(f"finetune-shift along {shift.name} at layer {layer}: {value:.4f}")

@@ -1,0 +1,117 @@
+"""What every recipe shares: the params base model, the build context, the Recipe record, the one parameter
+check (pydantic errors as one-line ``ConfigError``s) and the one artifact cache.
+
+A recipe turns ``{name, params}`` of an experiment's method entry into a fitted Intervention:
+``Recipe(name, Params, build)`` where ``Params`` is a pydantic model (``extra="forbid"``, strict types, the
+defaults in one place) and ``build(context, params)`` fits the Intervention (or returns ``None``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from traitlab.errors import ConfigError, TraitlabError
+from traitlab.interventions import Intervention
+from traitlab.model.loaded import LoadedModel
+from traitlab.registry import load_intervention
+
+if TYPE_CHECKING:
+    from traitlab.evaluation.suite import Judges
+    from traitlab.traits import TraitSpec
+
+
+class Params(BaseModel):
+    """Base of every recipe's parameters: unknown keys and wrong types are errors (``1`` is no boolean)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    def given(self) -> dict[str, Any]:
+        """The parameters the experiment set (not the defaults), as recorded in prompt hyperparameters."""
+        return self.model_dump(exclude_unset=True)
+
+
+P = TypeVar("P", bound=Params)
+
+
+@dataclasses.dataclass(frozen=True)
+class RecipeContext:
+    """What a recipe builds with: the run's model, the trait spec, a work folder of its own and the run's
+    judges (the same ``Judges`` the evaluation uses; recipes that judge must use them)."""
+
+    lm: LoadedModel
+    spec: TraitSpec
+    workdir: Path
+    judges: Judges | None = None
+
+    def require_judges(self, method: str) -> Judges:
+        if self.judges is None:
+            raise ConfigError(f"method '{method}' judges answers: pass the run's judges in the recipe context")
+        return self.judges
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe(Generic[P]):
+    """One method of ``traitlab compare``. ``sweepable=False``: it has no strength, ``sweep`` is refused."""
+
+    name: str
+    params: type[P]
+    build: Callable[[RecipeContext, P], Intervention | None]
+    sweepable: bool = True
+
+    def parse(self, params: Mapping[str, Any]) -> P:
+        """The typed parameters; ``ConfigError("method 'name': ...")`` on unknown or bad ones."""
+        try:
+            return self.params.model_validate(dict(params))
+        except ValidationError as exc:
+            raise ConfigError(f"method '{self.name}': {_problem(exc, self.params)}") from None
+        except TraitlabError as exc:  # raised by a settings object or file check while validating
+            raise type(exc)(f"method '{self.name}': {exc}") from None
+
+
+_KINDS = {"bool_type": "true or false", "int_type": "an integer", "float_type": "a number",
+          "string_type": "a string", "list_type": "a list"}
+
+
+def _problem(exc: ValidationError, model: type[BaseModel]) -> str:
+    """The first problem of a parameters ValidationError in words."""
+    first = exc.errors()[0]
+    kind, where = first["type"], ".".join(str(p) for p in first["loc"])
+    if kind == "extra_forbidden":
+        extra = sorted({str(e["loc"][0]) for e in exc.errors() if e["type"] == "extra_forbidden"})
+        known = ", ".join(sorted(model.model_fields)) or "none"
+        return f"has no parameter {', '.join(extra)} (parameters: {known})"
+    if kind == "missing":
+        return f"needs {where}"
+    if kind in _KINDS:
+        return f"{where} must be {_KINDS[kind]}, got {first['input']!r}"
+    if kind == "literal_error":
+        return f"{where} must be {first['ctx']['expected']}, got {first['input']!r}"
+    message = first["msg"].removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message
+
+
+def cached(context: RecipeContext, method: str, key: Any, fit: Callable[[], Intervention], *,
+           tags: tuple[str, ...] = (), load: Callable[[Path], Intervention | None] | None = None) -> Intervention:
+    """The artifact ``fit()`` makes for (spec content, ``key``, model fingerprint), kept in the work folder as
+    ``<method>-<spec name>[-<tags>]-<hash>.tl.safetensors``: loaded when present, else fitted and saved.
+    ``load(path)`` may return ``None`` to refit (default: any artifact, checked against the model)."""
+    blob = json.dumps({"spec": context.spec.model_dump(mode="json"), "key": key,
+                       "fingerprint": context.lm.fingerprint.to_dict()}, sort_keys=True, default=str)
+    digest = hashlib.sha256(blob.encode()).hexdigest()[:16]
+    path = Path(context.workdir) / "-".join((method, context.spec.name, *tags, digest))
+    path = path.with_name(path.name + ".tl.safetensors")
+    if path.is_file():
+        loaded = load(path) if load is not None else load_intervention(path, context.lm)
+        if loaded is not None:
+            return loaded
+    path.parent.mkdir(parents=True, exist_ok=True)
+    intervention = fit()
+    intervention.save(path)
+    return intervention

@@ -1,0 +1,128 @@
+"""The recipes of the fitted steering and weight mechanisms:
+
+- ``persona_vectors``: extraction judged with the run's judges, then the layer × coefficient sweep
+  (``variants`` and ``positions``, a list, may be swept too).
+- ``personality_vector``: self-distilled data (with ``self_report``: also the persona's answers to that
+  inventory's items of the trait) → finetune → φ = θ_tuned − θ_base.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from traitlab.evaluation.questionnaire import load_inventory
+from traitlab.evaluation.recipes.base import Params, Recipe, RecipeContext, cached
+from traitlab.finetune import FinetuneSettings, finetune
+from traitlab.finetune.personality_data import self_distill
+from traitlab.interventions import Intervention
+from traitlab.methods.merging import vector_from_models
+from traitlab.methods.persona_optimize import OPTIMIZED, OptimizeSettings
+from traitlab.methods.persona_sweep import apply_sweep, sweep
+from traitlab.methods.persona_vectors import ALL_VARIANTS, ExtractionSettings, extract
+from traitlab.model.positions import check_positions
+
+
+class PersonaVectorParams(Params):
+    n_per_question: int = 1
+    temperature: float = 1.0
+    max_new_tokens: int = 80
+    min_pairs: int = 5
+    layers: list[int] | None = None
+    coefs: list[float] = Field(default=[1.0, 2.0, 4.0, 8.0], min_length=1)
+    sweep_questions: int = 8
+    positions: str | list[str] = "response"
+    variants: list[str] | None = None
+    coherence_threshold: float = 50.0
+    optimize_layers: list[int] | None = None
+    optimize_steps: int = 100
+
+    @field_validator("positions")
+    @classmethod
+    def _positions(cls, value: str | list[str]) -> str | list[str]:
+        for where in [value] if isinstance(value, str) else value:
+            check_positions(where)
+        return value
+
+    @field_validator("variants")
+    @classmethod
+    def _variants(cls, value: list[str] | None) -> list[str] | None:
+        for variant in value or []:
+            if variant not in ALL_VARIANTS:
+                raise ValueError(f"unknown persona_vectors variant '{variant}'; use {', '.join(ALL_VARIANTS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _optimize(self) -> PersonaVectorParams:
+        if self.optimize_layers is not None:
+            self.optimize()
+        elif OPTIMIZED in (self.variants or []):
+            raise ValueError("the persona_vectors 'optimized' variant needs optimize_layers, e.g. [1, 3]")
+        return self
+
+    def extraction(self) -> ExtractionSettings:
+        return ExtractionSettings(n_per_question=self.n_per_question, temperature=self.temperature,
+                                  max_new_tokens=self.max_new_tokens, min_pairs=self.min_pairs)
+
+    def optimize(self) -> OptimizeSettings | None:
+        if self.optimize_layers is None:
+            return None
+        return OptimizeSettings(tuple(self.optimize_layers), steps=self.optimize_steps)
+
+
+def build_persona_vectors(context: RecipeContext, params: PersonaVectorParams) -> Intervention:
+    """Extract with the run's trait and coherence judges, sweep layer × coefficient, steer at the best cell."""
+    lm, spec = context.lm, context.spec
+    judges = context.require_judges("persona_vectors")
+
+    def fit() -> Intervention:
+        trait_judge, _ = judges.trait_judge(spec)
+        vector = extract(lm, spec, trait_judge, params.extraction(), judges.coherence, params.optimize())
+        layers = params.layers or list(range(1, lm.num_layers))
+        result = sweep(lm, vector, spec, trait_judge, layers, params.coefs, judges.coherence,
+                       params.coherence_threshold, questions=spec.held_out_questions[: params.sweep_questions],
+                       max_new_tokens=64, positions=params.positions, variants=params.variants)
+        return apply_sweep(vector, result)
+
+    judged_by = [judges.kind, getattr(judges.shared, "name", None)]  # another judge keeps other pairs
+    return cached(context, "persona_vectors", [params.model_dump(), judged_by], fit)
+
+
+class PersonalityVectorParams(Params):
+    n_per_question: int = 4
+    temperature: float = 1.0
+    max_new_tokens: int = 80
+    method: Literal["lora", "full"] = "full"
+    epochs: float = 2.0
+    learning_rate: float = 3e-4
+    batch_size: int = 8
+    self_report: str | None = None
+
+    @field_validator("self_report")
+    @classmethod
+    def _inventory(cls, value: str | None) -> str | None:
+        if value is not None:
+            load_inventory(value)
+        return value
+
+
+def build_personality_vector(context: RecipeContext, params: PersonalityVectorParams) -> Intervention:
+    lm, spec = context.lm, context.spec
+
+    def fit() -> Intervention:
+        self_report = None
+        if params.self_report is not None:
+            inventory = load_inventory(params.self_report)
+            self_report = inventory.subset([spec.trait_name]) if spec.trait_name in inventory.traits else None
+        data = self_distill(lm, spec, params.n_per_question, params.temperature, params.max_new_tokens,
+                            self_report=self_report)
+        settings = FinetuneSettings(method=params.method, epochs=params.epochs, learning_rate=params.learning_rate,
+                                    batch_size=params.batch_size)
+        return vector_from_models(lm, finetune(lm, data, settings), spec.trait_name, spec.pole)
+
+    return cached(context, "personality_vector", params.model_dump(), fit)
+
+
+PERSONA_VECTORS = Recipe("persona_vectors", PersonaVectorParams, build_persona_vectors)
+PERSONALITY_VECTOR = Recipe("personality_vector", PersonalityVectorParams, build_personality_vector)

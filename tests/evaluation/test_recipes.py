@@ -1,0 +1,80 @@
+"""The recipes of the fitted mechanisms (moved here from the mechanisms' own tests with the runner glue):
+parameters checked by each recipe's params model, artifacts cached in the work folder."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import cached_tiny
+from tests.subnetworks.conftest import SMALL_SPEC
+from traitlab.errors import ConfigError
+from traitlab.evaluation.recipes import RecipeContext, build, validate_method
+from traitlab.traits import TraitSpec, load_trait
+
+
+def _recipe(name):
+    """(build(lm, spec, params, workdir), validate(params)) of recipe ``name``, with no judges."""
+
+    def builder(lm, spec, params, workdir):
+        return build(name, RecipeContext(lm, spec, workdir), params)
+
+    return builder, lambda params: validate_method(name, params)
+
+
+def test_npti_recipe_caches_statistics(tmp_path, monkeypatch):
+    runner_builder, validate_runner_params = _recipe("npti")
+    lm = cached_tiny("llama")
+    spec = load_trait("extraversion_high")
+    params = {"n_answers": 4, "max_new_tokens": 6, "threshold": 0.05, "scale": 1.3}
+    first = runner_builder(lm, spec, dict(params), tmp_path)
+    assert first.scale == pytest.approx(1.3) and list(tmp_path.glob("npti-stats-*.safetensors"))
+    import traitlab.methods.neurons as module
+
+    monkeypatch.setattr(module, "fit", lambda *a, **k: pytest.fail("statistics were collected again"))
+    again = runner_builder(lm, spec, {**params, "threshold": 0.2, "use_f": False}, tmp_path)
+    assert again.options.threshold == 0.2 and not again.options.use_f
+    assert runner_builder(lm, spec, {**params, "pole": "low"}, tmp_path).pole == "low"
+    for bad, message in (({"gamma": 1}, "no parameter gamma"), ({"threshold": "x"}, "threshold must be"),
+                         ({"pole": "mid"}, "pole must be"), ({"bins": 100}, "power of two"),
+                         ({"boost_fraction": 2.0}, "boost_fraction"), ({"use_f": 1}, "use_f must be")):
+        with pytest.raises(ConfigError, match=message):
+            validate_runner_params(bad)
+
+
+def test_subnetwork_recipe_caches_the_artifact(tmp_path):
+    runner_builder, validate_runner_params = _recipe("subnetwork")
+    small_spec = TraitSpec.model_validate(SMALL_SPEC)
+    lm = cached_tiny("llama")
+    params = {"sparsity": 0.3, "modules": "mlp", "blocks": "0-1", "max_new_tokens": 4, "temperature": 0.0}
+    validate_runner_params(params)
+    built = runner_builder(lm, small_spec, params, tmp_path)
+    cached = list(tmp_path.glob("subnetwork-chatty_high-high-*.tl.safetensors"))
+    assert len(cached) == 1 and built.weight_space
+    again = runner_builder(lm, small_spec, params, tmp_path)
+    assert again.shapes == built.shapes
+    for bad, message in [({"spars": 0.3}, "no parameter spars"), ({"sparsity": 2}, "sparsity"),
+                         ({"modules": "lm_head"}, "module filter"), ({"contrastive": "yes"}, "true or false"),
+                         ({"blocks": "x-y"}, "blocks"), ({"pole": "middle"}, "pole")]:
+        with pytest.raises(ConfigError, match=message):
+            validate_runner_params(bad)
+
+
+def test_the_artifact_cache_keys_on_the_specs_content(tmp_path):
+    """An edited trait file that keeps its name gets a new artifact, not the stale one."""
+    from traitlab.evaluation.recipes import cached
+    from traitlab.methods import PromptIntervention
+
+    lm = cached_tiny("llama")
+    spec = load_trait("extraversion_high")
+    edited = spec.model_copy(update={"questions": [*spec.questions, "One more question?"]})
+    fits = []
+
+    def fit():
+        fits.append(len(fits))
+        return PromptIntervention(f"Be loud {len(fits)}.")
+
+    first = cached(RecipeContext(lm, spec, tmp_path), "prompt", {"a": 1}, fit)
+    again = cached(RecipeContext(lm, spec, tmp_path), "prompt", {"a": 1}, fit)
+    other = cached(RecipeContext(lm, edited, tmp_path), "prompt", {"a": 1}, fit)
+    assert len(fits) == 2 and again.text == first.text != other.text
+    assert len(list(tmp_path.glob("prompt-extraversion_high-*.tl.safetensors"))) == 2
