@@ -13,6 +13,7 @@ from traitlab.cli import (
     demo,
     evaluate,
     info,
+    judges,
     merge,
     models,
     monitor,
@@ -62,6 +63,7 @@ app.add_typer(traits.app, name="traits", help="List, show and create trait specs
 app.add_typer(subnet.app, name="subnet", help="Persona subnetworks: find, show and export weight masks.")
 app.add_typer(neurons.app, name="neurons", help="NPTI trait neurons: find them, show an artifact.")
 app.add_typer(organism.app, name="organism", help="Build, train and check the persona model organism.")
+app.add_typer(judges.app, name="judges", help="Offline judges: score, validate, fit.")
 
 
 def main() -> None:
