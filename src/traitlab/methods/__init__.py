@@ -1,5 +1,6 @@
 """One module per mechanism; importing this package registers every mechanism for ``load_intervention``."""
 
+from traitlab.methods.axis_capping import AxisCapping
 from traitlab.methods.merging import PersonalityVector
 from traitlab.methods.neurons import NeuronInduction
 from traitlab.methods.persona_vectors import PersonaVector
@@ -8,5 +9,5 @@ from traitlab.methods.steering import ResidualSteering
 from traitlab.methods.subnetworks import SubnetworkMask
 from traitlab.methods.weights import WeightDelta, WeightEdit
 
-__all__ = ["NeuronInduction", "PersonaVector", "PersonalityVector", "PromptIntervention", "ResidualSteering",
-           "SubnetworkMask", "WeightDelta", "WeightEdit"]
+__all__ = ["AxisCapping", "NeuronInduction", "PersonaVector", "PersonalityVector", "PromptIntervention",
+           "ResidualSteering", "SubnetworkMask", "WeightDelta", "WeightEdit"]
