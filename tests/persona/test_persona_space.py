@@ -247,13 +247,14 @@ def test_cli_layer_out_of_range_and_nan_percentile(model_dir, roles_file, tmp_pa
 def test_smollm2_space_separates_the_default_assistant(smollm2):
     torch.manual_seed(0)
     full = load_roles()
-    names = ["assistant", "ai_assistant", "pirate", "vampire", "angry", "sad"]
+    names = ["assistant", "assistant_in_template", "teacher", "pirate", "vampire", "angry", "sad"]
     roles = RoleSet([r for r in full.roles if r.name in names], full.questions[:2], "assistant")
     space, gen = build(smollm2, roles, layer=15, max_new_tokens=8, progress=False)
     assert all(gen.texts)
     projections = dict(zip(space.names, space.role_projections(15).tolist(), strict=True))
-    # the default assistant is the far end of its own axis, and the explicit assistant prompt sits above the
-    # characters and moods
+    # the default assistant is the far end of its own axis, and the assistant written in the roles' template
+    # (measured +16 at layer 15) sits above every character and mood (measured −16..−3): the axis is not just
+    # "SmolLM2's own system prompt vs any other"
     assert max(projections, key=projections.get) == "assistant"
-    assert projections["ai_assistant"] > max(projections[n] for n in ("pirate", "vampire", "angry", "sad"))
-    assert 0.0 < float(space.variance[15, 0]) < 1.0
+    assert projections["assistant_in_template"] > max(projections[n] for n in ("pirate", "vampire", "angry", "sad"))
+    assert 0.0 < float(space.variance[15, 0]) < 1.0 and space.axis_pc1_cosine(15) > 0.3
