@@ -207,6 +207,19 @@ def test_cli_build_show_cap(model_dir, roles_file, tmp_path, monkeypatch, capsys
     code, text, _ = run_cli(["axis", "cap", str(out), "--layers", "1-2", "--out", str(tmp_path / "c.safetensors")],
                             monkeypatch, capsys)
     assert code == 0 and isinstance(load_intervention(tmp_path / "c.safetensors"), AxisCapping)
+    convs = tmp_path / "convs.json"
+    convs.write_text(json.dumps({"types": {"task": [["Hi.", "More?"]], "feel": [["I am sad.", "Why?"]]}}))
+    readings = tmp_path / "drift.jsonl"
+    code, text, err = run_cli(["axis", "drift", str(out), "--model", str(model_dir), "--conversations", str(convs),
+                               "--apply", f"{tmp_path / 'c.safetensors'}:0.5", "--max-new-tokens", "3",
+                               "--out", str(readings)], monkeypatch, capsys)
+    assert code == 0, err
+    rows = [json.loads(line) for line in readings.read_text().splitlines()]
+    assert [(r["type"], r["turn"]) for r in rows] == [("task", 0), ("task", 1), ("feel", 0), ("feel", 1)]
+    convs.write_text(json.dumps({"types": {"task": ["not a list of turns"]}}))
+    code, _, err = run_cli(["axis", "drift", str(out), "--model", "nonexistent/model", "--conversations",
+                            str(convs)], monkeypatch, capsys)
+    assert code == 2 and err.startswith("error:")
 
 
 @pytest.mark.parametrize("args", [
