@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from traitlab.cli.common import DEVICE, DTYPE, MODEL, console, key_value_table
+from traitlab.cli.vectors import parse_numbers
 from traitlab.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -22,18 +23,6 @@ app = typer.Typer(help="Persona space and the Assistant Axis (Lu et al. 2026): b
 def _check_out(out: Path) -> None:
     if not out.parent.is_dir():
         raise ConfigError(f"cannot write {out}: folder {out.parent} does not exist")
-
-
-def _layers(text: str | None) -> list[int]:
-    if not text:
-        return []
-    try:
-        if "-" in text and "," not in text:
-            low, high = (int(x) for x in text.split("-"))
-            return list(range(low, high + 1))
-        return [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise ConfigError(f"cannot read '{text}' as layers (e.g. 12 or 10,14 or 10-14)") from None
 
 
 @app.command()
@@ -180,7 +169,8 @@ def cap(
 
     _check_out(out)
     space = PersonaSpace.load(artifact)
-    capping = from_space(space, _layers(layers), None if no_floor else low_percentile, high_percentile, positions)
+    floor = None if no_floor else low_percentile
+    capping = from_space(space, parse_numbers(layers, int), floor, high_percentile, positions)
     capping.save(out)
     table = Table(title=f"axis capping → {out}")
     for column in ("layer", "low", "high"):

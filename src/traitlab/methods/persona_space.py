@@ -36,7 +36,13 @@ from typing import Any
 import torch
 
 from traitlab.errors import ArtifactError, ConfigError, LayerError
-from traitlab.interventions import FORMAT_VERSION, LAYER_CONVENTION, read_artifact, write_artifact
+from traitlab.interventions import (
+    FORMAT_VERSION,
+    LAYER_CONVENTION,
+    check_fingerprint,
+    read_artifact,
+    write_artifact,
+)
 from traitlab.methods.persona_vectors import row_activations
 from traitlab.model.capture import capture_residual, teacher_forced
 from traitlab.model.fingerprint import Fingerprint
@@ -182,12 +188,7 @@ class PersonaSpace:
         return float(p.mean()), float(p.std()) if p.numel() > 1 else 0.0
 
     def check_model(self, lm: LoadedModel) -> None:
-        if self.fingerprint is None:
-            return
-        differences = self.fingerprint.mismatches(lm.fingerprint)
-        if differences:
-            raise ArtifactError(f"this persona space was made for another model ({'; '.join(differences)}); "
-                                "build it again on this model")
+        check_fingerprint(self.fingerprint, lm, "this persona space", "build it again on this model")
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         meta = {"format_version": FORMAT_VERSION, "mechanism": MECHANISM, "layer_convention": LAYER_CONVENTION,
