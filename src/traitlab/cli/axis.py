@@ -158,7 +158,7 @@ def cap(
                                                              "(default: the artifact's layer)."),
     low_percentile: float | None = typer.Option(25.0, "--low-percentile",
                                                 help="Floor: this percentile of the default assistant's "
-                                                     "projections (the paper's 25)."),
+                                                     "projections (default 25)."),
     high_percentile: float | None = typer.Option(None, "--high-percentile", help="Ceiling (none by default)."),
     no_floor: bool = typer.Option(False, "--no-floor", help="Cap from above only."),
     positions: str = typer.Option("all", "--positions", help="all, prompt, response, response+last_prompt."),

@@ -5,10 +5,11 @@ pointing towards the default assistant) and range [low_ℓ, high_ℓ]:
 
     p = h_ℓ·â_ℓ,   h_ℓ ← h_ℓ + c·(clamp(p, low_ℓ, high_ℓ) − p)·â_ℓ
 
-at every selected position (``all`` by default: the paper caps prompt and reply tokens alike). The range comes
-from the default assistant's own per-token projections: low = its ``low_percentile``-th percentile (25 by
-default, the paper's floor), high = its ``high_percentile``-th (none by default: the paper caps one side only,
-since drifting *away* from the assistant lowers p). Rows already inside the range are left bit-identical.
+at every selected position (``all`` by default: prompt and reply tokens alike). The range comes from the
+default assistant's own per-token projections: low = its ``low_percentile``-th percentile (25 by default; the
+paper floors at a low percentile of typical assistant projections), high = its ``high_percentile``-th (none by
+default: drifting *away* from the assistant lowers p, so one side is what matters). Rows already inside the
+range are left bit-identical.
 
 The scale c (``scaled``, per-row in the server) is the fraction of the clamp applied: 1 caps, 0 leaves the
 model alone, so one batch can carry capped and uncapped rows. It is a runtime Intervention: hooks, composable
