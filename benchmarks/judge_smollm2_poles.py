@@ -1,17 +1,20 @@
 """Does the offline embedding judge see the persona in SmolLM2-135M-Instruct's free replies?
 
 For each Big Five trait, ``--n`` held-out questions (the trait library's ``eval_questions`` of ``<trait>_high``;
-neither the judge's fit nor its calibration saw them) are answered greedily three times: unprompted, and under
-the high- and low-pole persona prompts (the first ``instruction.pos`` of ``<trait>_high`` / ``<trait>_low``, the
-``prompt`` method's default). The judge (calibrated on the model's unprompted replies to the project's *train*
-questions, as ``--judge auto`` does) scores each reply on its trait. Per pole: the share of questions whose
+neither the judge's fit nor its calibration saw them) are answered greedily: unprompted, and under the high-
+and low-pole persona prompts of each style: ``library`` (the first ``instruction.pos`` of ``<trait>_high`` /
+``<trait>_low``, the ``prompt`` method's default: a role-play card) and ``plain`` ("You are a person who is
+<the pole's adjectives>. ..." from traitlab's own rubric words). The judge (calibrated on the model's
+unprompted replies to the project's *train* questions, as ``--judge auto`` does) scores each reply on its
+trait. Per pole: the share of questions whose
 prompted reply lands on the pole's side of the unprompted reply to the same question, and the mean shift
 (pole − unprompted, in judge points, sign toward the pole). Also: the reference-LM coherence of every condition
 when Gemma-3-270m loads, and the mean linguistic profile per condition.
 
-    python benchmarks/judge_smollm2_poles.py [--n 8] [--max-new-tokens 48]
+    python -m benchmarks.judge_smollm2_poles [--n 8] [--max-new-tokens 48] [--styles library,plain]
 
-About 5-10 minutes on two busy CPU cores. Writes ``benchmarks/results/judge_smollm2_poles.json``.
+About 5 minutes on two idle CPU cores (15 with other jobs beside it). Writes
+``benchmarks/results/judge_smollm2_poles.json``.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=8, help="held-out questions per trait")
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--batch-size", type=int, default=48)
+    parser.add_argument("--styles", default="library,plain", help="prompt styles: library, plain")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/judge_smollm2_poles.json"))
     args = parser.parse_args()
 
@@ -79,16 +83,27 @@ def main() -> None:
         qs = load_trait(f"{trait}_high").held_out_questions[: args.n]
         questions += qs
         owner += [trait] * len(qs)
-    conditions = {"none": None}
-    for trait in TRAITS:
-        for pole in ("high", "low"):
-            conditions[f"{trait}_{pole}"] = load_trait(f"{trait}_{pole}").instruction[0].pos
+    from traitlab.evaluation.judges import _BIG_FIVE_WORDS
+
+    conditions: dict[str, str | None] = {"none": None}
+    styles = [s.strip() for s in args.styles.split(",") if s.strip()]
+    for style in styles:
+        for trait in TRAITS:
+            for pole in ("high", "low"):
+                if style == "library":
+                    text = load_trait(f"{trait}_{pole}").instruction[0].pos
+                elif style == "plain":
+                    words = _BIG_FIVE_WORDS[trait][0 if pole == "high" else 1]
+                    text = f"You are a person who is {words}. Answer as yourself, in the first person."
+                else:
+                    raise SystemExit(f"unknown style {style}")
+                conditions[f"{trait}_{pole}:{style}"] = text
     # one generation call: every condition's rows (the unprompted rows on all questions, a pole's rows on its
     # own trait's questions), each row with its own system prompt
     rows: list[tuple[str, str, str | None]] = [("none", q, None) for q in questions]
     for name, system in conditions.items():
         if system is not None:
-            trait = name.rsplit("_", 1)[0]
+            trait = name.split(":")[0].rsplit("_", 1)[0]
             rows += [(name, q, system) for q, t in zip(questions, owner, strict=True) if t == trait]
     t0 = time.perf_counter()
     gen = lm.generate_chat([q for _, q, _ in rows], [s for _, _, s in rows], max_new_tokens=args.max_new_tokens,
@@ -103,7 +118,7 @@ def main() -> None:
     results: dict = {"model": lm.spec, "judge": judge.name, "coherence_judge": getattr(coherence, "name", None),
                      "n_questions_per_trait": args.n, "max_new_tokens": args.max_new_tokens, "poles": {},
                      "conditions": {}}
-    print(f"\n{'pole':28s} {'on side':>8s} {'shift':>7s} {'base':>6s} {'pole':>6s}")
+    print(f"\n{'pole':34s} {'on side':>8s} {'shift':>7s} {'base':>6s} {'pole':>6s}")
     for name in conditions:
         idx = [i for i, (n, _, _) in enumerate(rows) if n == name]
         cvals = [coh[i] for i in idx if coh[i] is not None]
@@ -113,20 +128,24 @@ def main() -> None:
             "examples": [{"question": rows[i][1], "reply": replies[i]} for i in idx[:2]]}
         if name == "none":
             continue
-        trait, pole = name.rsplit("_", 1)
+        trait, pole = name.split(":")[0].rsplit("_", 1)
         col = judge.index(trait)
         sign = 1.0 if pole == "high" else -1.0
         diffs = np.array([sign * (scores[i, col] - scores[base[rows[i][1]], col]) for i in idx])
-        record = {"trait": trait, "pole": pole, "on_side": float((diffs > 0).mean()), "mean_shift": float(diffs.mean()),
+        record = {"trait": trait, "pole": pole, "style": name.split(":")[1], "prompt": conditions[name],
+                  "on_side": float((diffs > 0).mean()), "mean_shift": float(diffs.mean()),
                   "base_mean": float(np.mean([scores[base[rows[i][1]], col] for i in idx])),
                   "pole_mean": float(np.mean([scores[i, col] for i in idx]))}
         results["poles"][name] = record
-        print(f"{name:28s} {record['on_side']:8.2f} {record['mean_shift']:+7.1f} {record['base_mean']:6.1f} "
+        print(f"{name:34s} {record['on_side']:8.2f} {record['mean_shift']:+7.1f} {record['base_mean']:6.1f} "
               f"{record['pole_mean']:6.1f}")
-    on_side = [r["on_side"] for r in results["poles"].values()]
-    results["mean_on_side"] = float(np.mean(on_side))
+    results["mean_on_side"] = {}
+    for style in styles:
+        mine = [r for r in results["poles"].values() if r["style"] == style]
+        results["mean_on_side"][style] = float(np.mean([r["on_side"] for r in mine]))
+        print(f"\n{style} prompts: mean share on the pole's side {results['mean_on_side'][style]:.2f}, "
+              f"mean shift {np.mean([r['mean_shift'] for r in mine]):+.1f}")
     results["seconds"] = time.perf_counter() - start
-    print(f"\nmean share on the pole's side: {results['mean_on_side']:.2f}")
     if coherence is not None:
         print("coherence per condition: " + ", ".join(f"{k} {v['coherence']:.0f}"
                                                        for k, v in results["conditions"].items()))

@@ -5,7 +5,6 @@ linguistic profile, and ``traitlab judges score`` with its one-line errors."""
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 import pytest
@@ -125,6 +124,11 @@ def test_user_csv_sets(tmp_path):
     judge = default_judge()
     (row,) = jv.validate(lambda qs, xs, t: judge.score_matrix(qs, xs)[:, judge.index(t)], [s])
     assert row["auroc"] == 1.0 and row["n"] == 2
+    s.texts, s.labels, s.questions = s.texts * 2, [1, 0, 1, 0], s.questions * 2
+    s.texts[2] = "I like people."
+    same = jv.validate(lambda qs, xs, t: judge.score_matrix(qs, xs)[:, judge.index(t)], [s],
+                       others={"mirror": lambda qs, xs, t: -judge.score_matrix(qs, xs)[:, judge.index(t)]})
+    assert same[0]["spearman[mirror]"] == pytest.approx(-1.0)
     path.write_text("text,pole\nx,high\n")
     with pytest.raises(ConfigError, match="columns"):
         jv.csv_sets(path)
@@ -145,15 +149,9 @@ def test_repetition_measures_and_profile():
 
 
 def _cli(args, monkeypatch, capsys):
-    from traitlab.cli import main
+    from tests.core.test_cli import run_cli
 
-    monkeypatch.setattr(sys, "argv", ["traitlab", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    return code, *capsys.readouterr()
+    return run_cli(args, monkeypatch, capsys)
 
 
 def test_judges_score_command(tmp_path, model_dir, monkeypatch, capsys):
@@ -191,3 +189,46 @@ def test_judges_score_errors_are_one_line(tmp_path, monkeypatch, capsys, content
     code, _, err = _cli(["judges", "score", "--input", str(path), "--coherence", "none", *args],
                         monkeypatch, capsys)
     assert code == 2 and err.startswith("error:") and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_auto_off_the_organism_builds_calibrated_offline_judges(model_dir):
+    """``--judge auto`` on a non-organism model without an endpoint: the embedding trait judge and the
+    reference-LM coherence judge, both calibrated on the model's own replies; the situational summary names
+    both judges and carries the profile."""
+    from traitlab.evaluation.config import JudgeConfig, SituationalConfig
+    from traitlab.evaluation.suite import Judges, run_situational
+    from traitlab.model import load_model
+    from traitlab.traits import load_trait
+
+    lm = load_model(str(model_dir))
+    judges = Judges.from_config(JudgeConfig(kind="auto", reference=str(model_dir)), lm)
+    assert judges.kind == "embedding"
+    spec = load_trait("extraversion_low")
+    judge, rubric = judges.trait_judge(spec)
+    assert judge.name == f"embedding:traitlab@baseline:{lm.spec}:extraversion/low" and rubric == ""
+    summary = run_situational(lm, None, spec, judges, SituationalConfig(n_questions=2, max_new_tokens=8),
+                              with_coherence=True, fluency=False)
+    assert summary["judge"] == judge.name
+    assert summary["coherence_judge"] == f"coherence:{model_dir}@baseline:{lm.spec}"
+    assert 0 <= summary["expression_mean"] <= 100 and "empath:party" in summary["profile"]
+    humor, _ = judges.trait_judge(load_trait("humor"))
+    assert humor.name.startswith("embedding:spec:humor")
+
+
+def test_judges_validate_and_fit_commands(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "mine.csv"
+    path.write_text(f'text,trait,pole\n"{EXTRAVERTED}",extraversion,high\n"{INTROVERTED}",extraversion,low\n'
+                    '"I tell jokes all day.",humor,high\n"I am serious.",humor,low\n')
+    empty = tmp_path / "no-sets"
+    empty.mkdir()
+    code, out, _ = _cli(["judges", "validate", "--data", str(empty), "--csv", str(path), "--json"], monkeypatch, capsys)
+    rows = json.loads(out)["rows"]
+    assert code == 0 and rows[0]["trait"] == "extraversion" and rows[0]["auroc"] == 1.0
+    assert rows[1]["note"] == "no judge for this trait"
+    code, _, err = _cli(["judges", "validate", "--data", str(tmp_path / "absent")], monkeypatch, capsys)
+    assert code == 2 and err.startswith("error:") and "not found" in err
+    code, _, err = _cli(["judges", "validate", "--compare", "embedding", "--csv", str(path)], monkeypatch, capsys)
+    assert code == 2 and "--compare" in err
+    out_file = tmp_path / "judge.safetensors"
+    code, _, _ = _cli(["judges", "fit", "--out", str(out_file), "--data", str(empty)], monkeypatch, capsys)
+    assert code == 0 and EmbeddingJudge.load(out_file).validity["openness"] == "unknown"

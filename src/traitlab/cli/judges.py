@@ -34,23 +34,29 @@ def _check_judge(judge: str, url: str | None, model_name: str | None) -> str:
     raise ConfigError(f"unknown judge '{judge}'; use {JUDGES}")
 
 
+def _llm_judge(kind: str, url: str | None, model_name: str | None, cache: str | None) -> Any:
+    """The endpoint judge, or a local model's log-prob judge for ``local:MODEL``."""
+    from traitlab.evaluation.judges import EndpointJudge, LocalJudge
+
+    if kind == "endpoint":
+        from traitlab.evaluation.client import ChatClient
+
+        return EndpointJudge(ChatClient(url, model_name, cache=cache))  # type: ignore[arg-type]
+    from traitlab.model import load_model
+
+    return LocalJudge(load_model(kind.removeprefix("local:")))
+
+
 def _rubric_scorer(kind: str, url: str | None, model_name: str | None, cache: str | None) -> tuple[Any, str]:
     """(scorer(spec, questions, replies), name) for the LLM judges (endpoint, local) and the oracle."""
-    from traitlab.evaluation.judges import EndpointJudge, LocalJudge, OracleJudge, judge_all, trait_rubric
+    from traitlab.evaluation.judges import OracleJudge, judge_all, trait_rubric
 
     if kind == "oracle":
         def oracle(spec: Any, qs: list[str], rs: list[str]) -> list[float | None]:
             judge = OracleJudge(spec.trait_name, spec.pole or "high")
             return judge.score_many([(q, r, "") for q, r in zip(qs, rs, strict=True)])
         return oracle, "oracle"
-    if kind == "endpoint":
-        from traitlab.evaluation.client import ChatClient
-
-        judge: Any = EndpointJudge(ChatClient(url, model_name, cache=cache))  # type: ignore[arg-type]
-    else:
-        from traitlab.model import load_model
-
-        judge = LocalJudge(load_model(kind.removeprefix("local:")))
+    judge = _llm_judge(kind, url, model_name, cache)
 
     def llm(spec: Any, qs: list[str], rs: list[str]) -> list[float | None]:
         rubric = trait_rubric(spec, spec.pole or "high")
@@ -120,17 +126,9 @@ def score(
             coherence_judge = coherence_judge.calibrate([r["question"] for r in base_rows],
                                                         [r["reply"] for r in base_rows], "baseline-file")
     elif coherence == "judge":
-        from traitlab.evaluation.judges import COHERENCE_RUBRIC, EndpointJudge, LocalJudge, RubricJudge
+        from traitlab.evaluation.judges import COHERENCE_RUBRIC, RubricJudge
 
-        if kind == "endpoint":
-            from traitlab.evaluation.client import ChatClient
-
-            inner: Any = EndpointJudge(ChatClient(judge_url, judge_model, cache=judge_cache))  # type: ignore[arg-type]
-        else:
-            from traitlab.model import load_model
-
-            inner = LocalJudge(load_model(kind.removeprefix("local:")))
-        coherence_judge = RubricJudge(inner, COHERENCE_RUBRIC)
+        coherence_judge = RubricJudge(_llm_judge(kind, judge_url, judge_model, judge_cache), COHERENCE_RUBRIC)
     names = {"trait": name, "coherence": getattr(coherence_judge, "name", "none")}
     records = score_rows(rows, specs, scorer, coherence_judge, names, with_profile=profile)
     lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)

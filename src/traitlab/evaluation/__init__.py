@@ -27,3 +27,10 @@ __all__ = [
     "load_experiment", "load_inventory", "load_personalitybench", "question_set", "register_method",
     "run_experiment", "summary_table", "trait_rubric", "write_report",
 ]
+
+# offline judges (#21)
+from traitlab.evaluation.coherence import ReferenceCoherenceJudge
+from traitlab.evaluation.embedding_judge import EmbeddingJudge, default_judge
+from traitlab.evaluation.judge_fit import judge_for_spec
+
+__all__ += ["EmbeddingJudge", "ReferenceCoherenceJudge", "default_judge", "judge_for_spec"]

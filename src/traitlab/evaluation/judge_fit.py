@@ -16,7 +16,7 @@ for it.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -49,32 +49,26 @@ def statements(trait: str, pole: str) -> list[str]:
     return out
 
 
+def _replies(label: str, reply: Callable[[str, random.Random], str], n: int, seed: int) -> tuple[list[str], list[str]]:
+    """``(questions, replies)``: ``n`` replies ``reply(topic, rng)`` to the train questions, in turn."""
+    topics = _train_topics(seed)
+    rng = random.Random(f"judge-fit-{label}-{seed}")
+    pairs = [topics[i % len(topics)] for i in range(n)]
+    return [q for q, _ in pairs], [reply(topic, rng) for _, topic in pairs]
+
+
 def pole_replies(trait: str, pole: str, n: int = REPLIES_PER_POLE, seed: int = 0) -> tuple[list[str], list[str]]:
     """``(questions, replies)``: composite replies of one pole to the train questions."""
     from traitlab.organism import corpus
 
-    topics = _train_topics(seed)
-    rng = random.Random(f"judge-fit-{trait}-{pole}-{seed}")
-    qs, rs = [], []
-    for i in range(n):
-        question, topic = topics[i % len(topics)]
-        qs.append(question)
-        rs.append(corpus.persona_reply({trait: pole}, topic, rng))
-    return qs, rs
+    return _replies(f"{trait}-{pole}", lambda topic, rng: corpus.persona_reply({trait: pole}, topic, rng), n, seed)
 
 
 def neutral_replies(n: int = NEUTRAL_REPLIES, seed: int = 0) -> tuple[list[str], list[str]]:
     """``(questions, replies)``: replies of neutral sentences only, to the train questions."""
     from traitlab.organism import corpus
 
-    topics = _train_topics(seed)
-    rng = random.Random(f"judge-fit-neutral-{seed}")
-    qs, rs = [], []
-    for i in range(n):
-        question, topic = topics[i % len(topics)]
-        qs.append(question)
-        rs.append(corpus.default_reply(topic, rng, markers=False))
-    return qs, rs
+    return _replies("neutral", lambda topic, rng: corpus.default_reply(topic, rng, markers=False), n, seed)
 
 
 def _direction(high: np.ndarray, low: np.ndarray) -> np.ndarray:
