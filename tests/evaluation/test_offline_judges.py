@@ -176,7 +176,7 @@ def test_judges_score_command(tmp_path, model_dir, monkeypatch, capsys):
 
 @pytest.mark.parametrize("content, args, message", [
     (None, [], "not found"),
-    ("{not json\n", [], "not JSON"),
+    ("{not json\n", [], "not valid JSON"),
     ('{"question": "q"}\n', [], "reply"),
     ('{"question": "q", "reply": "r", "trait": "no_such_trait"}\n', [], "no_such_trait"),
     ('{"question": "q", "reply": "r"}\n', ["--judge", "telepathy"], "unknown judge"),

@@ -10,13 +10,13 @@ the pair for a model; ``LazyOfflineJudges`` (what ``--judge auto``/``embedding``
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from traitlab.errors import ConfigError, ModelLoadError
+from traitlab.readers import read_jsonl
 
 BIG_FIVE = ("openness", "conscientiousness", "extraversion", "agreeableness", "neuroticism")
 CALIBRATION_QUESTIONS = 24
@@ -25,16 +25,8 @@ CALIBRATION_QUESTIONS = 24
 def read_rows(path: str | Path) -> list[dict[str, Any]]:
     """Rows of a JSONL file with string ``question`` and ``reply`` and an optional string ``trait``."""
     source = Path(path).expanduser()
-    if not source.is_file():
-        raise ConfigError(f"input file {source} not found")
     rows = []
-    for n, line in enumerate(source.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{source} line {n} is not JSON: {exc.msg}") from None
+    for n, row in read_jsonl(source, "input file"):
         if not isinstance(row, dict) or not isinstance(row.get("reply"), str):
             raise ConfigError(f"{source} line {n} needs a string 'reply' (and 'question')")
         if not isinstance(row.get("question", ""), str):
