@@ -16,6 +16,7 @@ from traitlab.model import load_model
 from traitlab.model.positions import POSITIONS
 from traitlab.readers import int_ranges
 from traitlab.traits import load_trait
+from traitlab.validate import finite, output_file
 
 app = typer.Typer(help="Persona vectors (Chen et al. 2025): extract, sweep, show, combine, convert.",
                   no_args_is_help=True)
@@ -28,14 +29,13 @@ def parse_numbers(text: str | None, kind: type = float) -> list:
     try:
         if kind is int:
             return int_ranges(text)
-        return [kind(x) for x in text.split(",") if x.strip()]
+        return [finite(kind(x), f"'{x.strip()}' in '{text}'") for x in text.split(",") if x.strip()]
     except ValueError:
         raise ConfigError(f"cannot read '{text}' as a comma-separated list of numbers") from None
 
 
 def _check_out(out: Path) -> None:
-    if not out.parent.is_dir():
-        raise ConfigError(f"cannot write {out}: folder {out.parent} does not exist")
+    output_file(out)
 
 
 def _load_vector(path: Path) -> PersonaVector:
@@ -240,9 +240,11 @@ def import_pt(path: Path = typer.Argument(..., help="persona_vectors [L+1, d] .p
               variant: str = typer.Option("response_avg", "--variant")) -> None:
     """Import a persona_vectors tensor for a model."""
     from traitlab.methods.persona_interop import import_pt as run_import
+    from traitlab.methods.persona_interop import read_pt
 
     _check_out(out)
-    run_import(path, load_model(model), layer, variant).save(out)
+    table = read_pt(path)
+    run_import(path, load_model(model), layer, variant, table=table).save(out)
     console.print(f"wrote {out}")
 
 
@@ -252,6 +254,7 @@ def export_gguf(path: Path = typer.Argument(...), out: Path = typer.Option(..., 
     """Write a llama.cpp / repeng control vector (scale folded in)."""
     from traitlab.methods.persona_interop import export_gguf as run_export
 
+    _check_out(out)
     run_export(_load_vector(path), out, model_hint)
     console.print(f"wrote {out}")
 
@@ -261,7 +264,9 @@ def import_gguf(path: Path = typer.Argument(...), out: Path = typer.Option(..., 
                 model: str = MODEL) -> None:
     """Read a llama.cpp / repeng control vector as a persona-vector artifact."""
     from traitlab.methods.persona_interop import import_gguf as run_import
+    from traitlab.methods.persona_interop import read_gguf
 
     _check_out(out)
-    run_import(path, load_model(model)).save(out)
+    directions = read_gguf(path)
+    run_import(path, load_model(model), directions).save(out)
     console.print(f"wrote {out}")
