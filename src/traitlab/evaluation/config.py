@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -39,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from traitlab.errors import ConfigError, TraitlabError, validation_message
 from traitlab.evaluation.recipes import recipe
 from traitlab.traits.spec import BIG_FIVE
+from traitlab.validate import read_text
 
 SUITES = ("questionnaire", "situational", "coherence", "capability", "monitor")
 
@@ -142,6 +144,14 @@ class JudgeConfig(_Strict):
 
 class SweepConfig(_Strict):
     scale: list[float] = Field(min_length=1)
+
+    @field_validator("scale")
+    @classmethod
+    def _finite(cls, values: list[float]) -> list[float]:
+        bad = [v for v in values if not math.isfinite(v)]
+        if bad:
+            raise ValueError(f"sweep scales must be finite numbers, got {bad[0]}")
+        return values
 
 
 class MethodConfig(_Strict):
@@ -285,7 +295,7 @@ def load_experiment(source: str | os.PathLike[str] | Experiment | dict[str, Any]
         if not path.is_file():
             raise ConfigError(f"experiment file {path} not found")
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            data = yaml.safe_load(read_text(path, "experiment file"))
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" at line {mark.line + 1}" if mark is not None else ""
