@@ -50,6 +50,16 @@ def bounded_int(value: Any, what: str, lo: int = -(2**63), hi: int = 2**63 - 1) 
     return value
 
 
+def utf8_arg(text: str | None, what: str) -> str | None:
+    """A command-line text argument that must be valid UTF-8 (Python hands over invalid bytes as surrogates)."""
+    if text is not None:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ConfigError(f"{what} is not valid UTF-8 text") from None
+    return text
+
+
 def read_text(path: str | os.PathLike[str], what: str = "file") -> str:
     """A text file as UTF-8, with one clear error for a missing, unreadable, folder or non-UTF-8 file."""
     source = Path(path)
