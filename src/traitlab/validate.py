@@ -75,15 +75,21 @@ def read_text(path: str | os.PathLike[str], what: str = "file") -> str:
         raise ConfigError(f"cannot read {what} {source}: {exc.strerror or exc}") from None
 
 
-def output_file(path: str | os.PathLike[str], what: str = "output", overwrite: bool = True) -> Path:
-    """Check a file to be written, before any work: not a folder, its folder exists and is writable, and (unless
-    ``overwrite``) it does not exist yet."""
+def output_file(path: str | os.PathLike[str], what: str = "output", overwrite: bool = True,
+                make_parents: bool = False) -> Path:
+    """Check a file to be written, before any work: not a folder, its folder exists (or, with ``make_parents``,
+    will be made) and is writable, and (unless ``overwrite``) it does not exist yet."""
     target = Path(path)
     if target.is_dir():
         raise ConfigError(f"{what} {target} is a folder; give a file name")
     if target.exists() and not overwrite:
         raise ConfigError(f"{what} {target} exists; remove it or choose another name")
-    _writable_parent(target, what)
+    existing = target.parent
+    while make_parents and not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        raise ConfigError(f"cannot write {what} {target}: {existing} is a file, not a folder")
+    _writable_parent(existing / target.name if make_parents else target, what)
     if target.exists() and not os.access(target, os.W_OK):
         raise ConfigError(f"{what} {target} is not writable")
     return target

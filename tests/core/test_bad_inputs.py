@@ -17,6 +17,7 @@ from traitlab.interventions import artifact_header
 from traitlab.methods.merging import PersonalityVector
 from traitlab.methods.neurons import NeuronInduction
 from traitlab.methods.persona_vectors import PersonaVector
+from traitlab.methods.subnetworks import SubnetworkMask
 from traitlab.model.tiny import tiny_model
 
 NOT_UTF8 = b"name: \xff\xfe broken \xc3\x28\n"
@@ -46,8 +47,10 @@ def inputs(tmp_path_factory, model_dir) -> dict[str, Path]:
     delta_name = "model.layers.0.mlp.down_proj.weight"
     weight = dict(lm.model.named_parameters())[delta_name]
     pv = PersonalityVector({delta_name: torch.zeros_like(weight)}, trait="t").save(root / "pv.tl.safetensors")
+    mask = SubnetworkMask.from_masks({delta_name: torch.ones_like(weight, dtype=torch.bool)},
+                                     fingerprint=lm.fingerprint).save(root / "mask.tl.safetensors")
     files = {
-        "model": model_dir, "good": good, "wide": wide, "pv": pv,
+        "model": model_dir, "good": good, "wide": wide, "pv": pv, "mask": mask,
         "nan_vec": _raw_artifact(root / "nan.tl.safetensors", {"directions.response_avg": nan_table}, meta),
         "nan_scale": _raw_artifact(root / "nanscale.tl.safetensors", {"directions.response_avg": table},
                                    {**meta, "scale": float("nan")}),
@@ -60,7 +63,7 @@ def inputs(tmp_path_factory, model_dir) -> dict[str, Path]:
         "not_utf8": root / "bad.txt", "not_utf8_yaml": root / "bad.yaml", "not_utf8_jsonl": root / "bad.jsonl",
         "not_utf8_json": root / "bad.json", "family_int": root / "family-int.json",
         "family_norm": root / "family-norm.json", "nan_pt": root / "nan.pt", "nan_gguf": root / "nan.gguf",
-        "lambda_nan": root / "lambda.yaml", "sweep_nan": root / "sweep.yaml",
+        "lambda_nan": root / "lambda.yaml", "sweep_nan": root / "sweep.yaml", "experiment": root / "ok.yaml",
     }
     files["binary"].write_bytes(bytes(range(256)) * 4)
     files["folder"].mkdir()
@@ -83,6 +86,8 @@ def inputs(tmp_path_factory, model_dir) -> dict[str, Path]:
                                    f"  - model: {pv}\nparameters:\n  lambda: .nan\n")
     files["sweep_nan"].write_text(f"model: {model_dir}\ntraits: [extraversion_high]\nmethods:\n"
                                   "  - name: prompting\n    sweep: {scale: [.nan]}\n")
+    files["experiment"].write_text(f"model: {model_dir}\ntraits: [extraversion_high]\nmethods:\n"
+                                   "  - name: prompting\n")
     return files
 
 
@@ -104,7 +109,7 @@ BAD: dict[str, list[str]] = {
     "import-pt-nan": ["vectors", "import-pt", "{nan_pt}", "-m", "{model}", "-o", OUT],
     "import-gguf-nan": ["vectors", "import-gguf", "{nan_gguf}", "-m", "{model}", "-o", OUT],
     "import-pt-binary": ["vectors", "import-pt", "{binary}", "-m", "{model}", "-o", OUT],
-    "subnet-export-nan-scale": ["subnet", "export", "{good}", "-m", "{model}", "--scale", "nan", "-o", "{out}/ckpt"],
+    "subnet-export-nan-scale": ["subnet", "export", "{mask}", "-m", "{model}", "--scale", "nan", "-o", "{out}/ckpt"],
     "merge-lambda-nan": ["merge", "apply", "{lambda_nan}", "-o", "{out}/merged"],
     "merge-vector-nan-weight": ["merge", "apply", "--base", "{model}", "--vector", "{pv}:nan", "-o", "{out}/m"],
     "compare-sweep-nan": ["compare", "{sweep_nan}", "-o", "{out}/run"],
@@ -136,8 +141,9 @@ BAD: dict[str, list[str]] = {
     "combine-out-no-parent": ["vectors", "combine", "{good}", "-o", "{out}/no/such/x.safetensors"],
     "export-gguf-out-folder": ["vectors", "export-gguf", "{good}", "-o", "{folder}"],
     "merge-out-is-file": ["merge", "apply", "--base", "{model}", "--vector", "{pv}", "-o", "{existing}"],
-    "subnet-export-out-is-file": ["subnet", "export", "{good}", "-m", "{model}", "-o", "{existing}"],
-    "compare-out-is-file": ["compare", "{sweep_nan}", "-o", "{existing}"],
+    "subnet-export-out-is-file": ["subnet", "export", "{mask}", "-m", "{model}", "-o", "{existing}"],
+    "compare-out-is-file": ["compare", "{experiment}", "-o", "{existing}"],
+    "eval-out-folder": ["eval", "-m", "{model}", "--suite", "questionnaire", "-o", "{folder}"],
     "neurons-find-out-folder": ["neurons", "find", "-t", "extraversion_high", "-m", "{model}", "-o", "{folder}"],
     "info-offline-hub-id": ["info", "-m", "nosuchorg/nosuchmodel"],
     "missing-artifact": ["vectors", "show", "{out}/nope.safetensors"],
