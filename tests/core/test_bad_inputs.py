@@ -201,3 +201,28 @@ def test_artifact_writes_refuse_nan(tmp_path):
         bad.save(tmp_path / "x.tl.safetensors")
     assert not list(tmp_path.iterdir())
     assert artifact_header("x")["scale"] == 1.0
+
+
+def test_a_failed_merge_leaves_nothing_and_a_rerun_works(inputs, tmp_path, monkeypatch, capsys):
+    """A wrong-shaped tensor mid-merge (or Ctrl-C) used to leave .shard-N.tmp files and block the rerun."""
+    import traitlab.methods.merging as merging
+
+    out = tmp_path / "merged"
+    args = ["merge", "apply", "--base", str(inputs["model"]), "--vector", f"{inputs['pv']}:0.5", "-o", str(out)]
+    real = merging.merge_deltas
+    calls = {"n": 0}
+
+    def interrupted(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(merging, "merge_deltas", interrupted)
+    code, _, err = run_cli(args, monkeypatch, capsys)
+    assert code == 130 and "Traceback" not in err  # typer ends a Ctrl-C with 130
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(merging, "merge_deltas", real)
+    code, _, err = run_cli(args, monkeypatch, capsys)
+    assert code == 0, err
+    assert (out / "model.safetensors").is_file() and not list(out.glob(".*"))
