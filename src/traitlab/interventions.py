@@ -85,12 +85,7 @@ class Intervention(abc.ABC):
             yield lm
 
     def check_model(self, lm: LoadedModel) -> None:
-        if self.fingerprint is None:
-            return
-        differences = self.fingerprint.mismatches(lm.fingerprint)
-        if differences:
-            raise ArtifactError(f"{self.name} was made for another model ({'; '.join(differences)}); "
-                                "fit it again on this model")
+        check_fingerprint(self.fingerprint, lm, self.name, "fit it again on this model")
 
     @abc.abstractmethod
     def _apply(self, lm: LoadedModel, coef: Coef) -> contextlib.AbstractContextManager[Any]:
@@ -158,6 +153,15 @@ def artifact_header(mechanism: str, *, scale: float = 1.0, trait: str | None = N
         "neuron_site": neuron_site, "fingerprint": fingerprint.to_dict() if fingerprint else None,
         "params": dict(params or {}), "extra": dict(extra or {}),
     }
+
+
+def check_fingerprint(fingerprint: Fingerprint | None, lm: LoadedModel, what: str, remedy: str) -> None:
+    """Refuse ``lm`` when an artifact's fingerprint names another model (no fingerprint: nothing to check)."""
+    if fingerprint is None:
+        return
+    differences = fingerprint.mismatches(lm.fingerprint)
+    if differences:
+        raise ArtifactError(f"{what} was made for another model ({'; '.join(differences)}); {remedy}")
 
 
 def kwargs_from_meta(meta: dict[str, Any]) -> dict[str, Any]:

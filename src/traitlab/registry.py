@@ -16,6 +16,7 @@ import torch
 
 from traitlab.errors import ArtifactError
 from traitlab.interventions import Composite, Intervention, compose, parse_apply_spec, read_artifact
+from traitlab.methods.axis_capping import AxisCapping
 from traitlab.methods.merging import PersonalityVector
 from traitlab.methods.neurons import NeuronInduction
 from traitlab.methods.persona_vectors import PersonaVector
@@ -27,7 +28,7 @@ from traitlab.model.loaded import LoadedModel
 
 MECHANISMS: dict[str, type[Intervention]] = {cls.mechanism: cls for cls in (
     Composite, ResidualSteering, PersonaVector, NeuronInduction, SubnetworkMask, WeightDelta, PersonalityVector,
-    PromptIntervention,
+    PromptIntervention, AxisCapping,
 )}
 
 

@@ -120,8 +120,10 @@ def test_optimized_variant_steers_extraversion_on_the_organism(tmp_path, monkeyp
 
 @pytest.mark.parametrize("args, message", [
     (["vectors", "extract", "--trait", "nope", "-o", "{d}/x.safetensors"], "unknown trait 'nope'"),
-    (["vectors", "extract", "--trait", "evil", "-o", "{d}/x.safetensors", "--model", "{d}/model"],
-     "endpoint judge needs --judge-url"),
+    (["vectors", "extract", "--trait", "evil", "-o", "{d}/x.safetensors", "--model", "{d}/model", "--judge",
+      "endpoint"], "endpoint judge needs --judge-url"),
+    (["vectors", "extract", "--trait", "evil", "-o", "{d}/x.safetensors", "--judge", "telepathy"],
+     "unknown judge 'telepathy'"),
     (["vectors", "extract", "--trait", "extraversion_high", "-o", "{d}/no/x.safetensors"], "does not exist"),
     (["vectors", "extract", "--trait", "extraversion_high", "-o", "{d}/x.safetensors", "--layers", "a-b",
       "--sweep"], "comma-separated list"),

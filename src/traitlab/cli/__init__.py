@@ -9,11 +9,13 @@ import warnings
 import typer
 
 from traitlab.cli import (
+    axis,
     chat,
     demo,
     evaluate,
     finetune,
     info,
+    judges,
     merge,
     models,
     monitor,
@@ -64,6 +66,8 @@ app.add_typer(traits.app, name="traits", help="List, show and create trait specs
 app.add_typer(subnet.app, name="subnet", help="Persona subnetworks: find, show and export weight masks.")
 app.add_typer(neurons.app, name="neurons", help="NPTI trait neurons: find them, show an artifact.")
 app.add_typer(organism.app, name="organism", help="Build, train and check the persona model organism.")
+app.add_typer(judges.app, name="judges", help="Offline judges: score, validate, fit.")
+app.add_typer(axis.app, name="axis")
 
 
 def main() -> None:

@@ -63,7 +63,7 @@ def eval_(
     n_questions: int = typer.Option(10, "--n-questions", help="Questions per trait."),
     samples: int = typer.Option(1, "--samples", help="Answers per question (1 = greedy)."),
     max_new_tokens: int = typer.Option(64, "--max-new-tokens"),
-    judge: str = typer.Option("auto", "--judge", help="auto, oracle, endpoint or local."),
+    judge: str = typer.Option("auto", "--judge", help="auto, oracle, embedding, endpoint or local."),
     judge_url: str | None = typer.Option(None, "--judge-url", help="OpenAI-compatible base URL (…/v1)."),
     judge_model: str | None = typer.Option(None, "--judge-model",
                                            help="Judge model name (endpoint) or model to load (local)."),

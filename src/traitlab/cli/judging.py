@@ -1,6 +1,7 @@
-"""Judge options shared by commands that judge answers (vectors, neurons, eval): the organism's oracle, an
-OpenAI-compatible endpoint, or a local model; coherence by the same judge with the coherence rubric, or by
-answer perplexity under the model when the judge is the oracle (which cannot judge coherence)."""
+"""Judge options shared by commands that judge answers (vectors, neurons, eval): the organism's oracle, the
+offline embedding judge, an OpenAI-compatible endpoint, or a local model; coherence by the same judge with the
+coherence rubric (LLM judges), by answer perplexity under the model (oracle), or by the reference-LM coherence
+judge (embedding)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from traitlab.errors import ConfigError
 from traitlab.model import ORGANISM, LoadedModel
 from traitlab.traits import BIG_FIVE, TraitSpec
 
-JUDGE = typer.Option("auto", "--judge", help="oracle (the organism's scorer), endpoint, local:MODEL, or auto "
-                                             "(oracle on the organism, else endpoint).")
+JUDGE = typer.Option("auto", "--judge", help="oracle (the organism's scorer), embedding (offline, validated), "
+                                             "endpoint, local:MODEL, or auto (oracle on the organism, endpoint "
+                                             "when --judge-url is given, else embedding).")
 JUDGE_URL = typer.Option(None, "--judge-url", help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1.")
 JUDGE_MODEL = typer.Option(None, "--judge-model", help="Model name at the judge endpoint.")
 JUDGE_CACHE = typer.Option(None, "--judge-cache", help="SQLite file caching endpoint judgements.")
@@ -21,12 +23,13 @@ JUDGE_CACHE = typer.Option(None, "--judge-cache", help="SQLite file caching endp
 
 def check_judge_options(judge: str, url: str | None, model_name: str | None, model: str) -> str:
     """Resolve ``auto`` and check the options before any model loads."""
-    kind = ("oracle" if model == ORGANISM else "endpoint") if judge == "auto" else judge
+    auto = "oracle" if model == ORGANISM else "endpoint" if url else "embedding"
+    kind = auto if judge == "auto" else judge
     if kind == "endpoint" and not (url and model_name):
-        raise ConfigError("an endpoint judge needs --judge-url and --judge-model (or use --judge oracle on "
-                          "the organism, or --judge local:MODEL)")
-    if kind not in ("oracle", "endpoint") and not kind.startswith("local:"):
-        raise ConfigError(f"unknown judge '{judge}'; use oracle, endpoint, local:MODEL or auto")
+        raise ConfigError("an endpoint judge needs --judge-url and --judge-model (or use --judge embedding, "
+                          "--judge oracle on the organism, or --judge local:MODEL)")
+    if kind not in ("oracle", "embedding", "endpoint") and not kind.startswith("local:"):
+        raise ConfigError(f"unknown judge '{judge}'; use oracle, embedding, endpoint, local:MODEL or auto")
     return kind
 
 

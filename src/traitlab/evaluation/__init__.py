@@ -21,6 +21,9 @@ _EXPORTS = {
     "report": ("summary_table", "write_report"),
     "runner": ("run_experiment",),
     "situational": ("evaluate_situational", "load_personalitybench", "question_set"),
+    "embedding_judge": ("EmbeddingJudge", "default_judge"),
+    "coherence": ("ReferenceCoherenceJudge",),
+    "judge_fit": ("judge_for_spec",),
 }
 _HOME = {name: module for module, names in _EXPORTS.items() for name in names}
 

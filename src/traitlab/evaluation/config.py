@@ -17,7 +17,8 @@ evaluations:                        # a list of names takes the defaults: [quest
   situational: {n_questions: 10, samples: 1, max_new_tokens: 64}
   coherence: {threshold: 50}
   capability: {file: null, neutral_perplexity: auto}
-judge: {kind: auto}                 # auto | oracle | endpoint (url, model, concurrency, cache) | local (model)
+judge: {kind: auto}                 # auto | oracle | embedding (reference, calibrate) | endpoint (url, model,
+                                    # concurrency, cache) | local (model)
 seeds: [0]
 ```
 
@@ -124,7 +125,7 @@ def default_evaluations() -> Evaluations:
 
 
 class JudgeConfig(_Strict):
-    kind: Literal["auto", "oracle", "endpoint", "local"] = "auto"
+    kind: Literal["auto", "oracle", "embedding", "endpoint", "local"] = "auto"
     url: str | None = None
     model: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
@@ -132,6 +133,8 @@ class JudgeConfig(_Strict):
     retries: int = Field(default=4, ge=0)
     cache: str | None = None
     batch_size: int = Field(default=16, ge=1)
+    reference: str | None = "gemma-3-270m"  # embedding judge: the coherence judge's reference LM
+    calibrate: bool = True  # embedding judge: calibrate on the un-intervened model's own replies
 
     @model_validator(mode="after")
     def _endpoint_needs_url(self) -> JudgeConfig:

@@ -4,8 +4,10 @@ Rows (one per cell, as ``run_experiment`` returns them) are aggregated over seed
 label, scale, trait). The HTML has these sections (``id``), in order: ``table`` (method × trait: trait score
 mean ± SD, self-report, coherence, perplexity), ``dose-response`` (curves of each swept method, with r, ρ,
 monotonicity and the breakdown scale), ``monitor`` (persona-vector projection vs judged score), ``examples``
-(answers per method and pole), then ``summary`` (one line per condition), ``npti`` (NPTI-style table: mean and
-variance of the trait expression per trait per method) and ``heatmap`` (method × trait, embedded PNG).
+(answers per method and pole), ``profile`` (mean linguistic profile of the answers per method: plain
+measures and empath categories, see ``evaluation.profile``), then ``summary`` (one line per condition),
+``npti`` (NPTI-style table: mean and variance of the trait expression per trait per method) and ``heatmap``
+(method × trait, embedded PNG).
 Plots are matplotlib PNGs embedded as base64: the file needs nothing else.
 """
 
@@ -322,6 +324,43 @@ def _examples_section(rows: Sequence[dict[str, Any]], reference: Sequence[dict[s
     return "".join(parts) + "</section>"
 
 
+PROFILE_PLAIN = ("words", "i_rate", "you_rate", "question_rate", "exclaim_rate", "sentiment")
+
+
+def method_profiles(rows: Sequence[dict[str, Any]], reference: Sequence[dict[str, Any]]) -> dict[str, dict]:
+    """Per method label (at its reference scale): the mean of its situational answers' profiles over traits and
+    seeds."""
+    shown = {(x["label"], x["scale"]) for x in reference}
+    found: dict[str, list[dict[str, float]]] = {}
+    for row in rows:
+        if (row["label"], row.get("scale")) not in shown:
+            continue
+        for sit in (row.get("result", {}).get("situational") or {}).values():
+            if sit.get("profile"):
+                found.setdefault(row["label"], []).append(sit["profile"])
+    return {label: {k: scoring.mean(p.get(k, 0.0) for p in ps) for k in ps[0]} for label, ps in found.items()}
+
+
+def _profile_section(rows: Sequence[dict[str, Any]], reference: Sequence[dict[str, Any]]) -> str:
+    """Methods as rows: plain measures and the six empath categories that differ most between methods."""
+    profiles = method_profiles(rows, reference)
+    parts = ["<section id='profile'><h2>Linguistic profile</h2>"]
+    if not profiles:
+        return "".join(parts) + "<p>no profiles (situational answers and the empath package needed)</p></section>"
+    keys = list(next(iter(profiles.values())))
+    lexicon = [k for k in keys if k.startswith("empath:")]
+    spread = {k: max(p.get(k, 0.0) for p in profiles.values()) - min(p.get(k, 0.0) for p in profiles.values())
+              for k in lexicon}
+    columns = [k for k in PROFILE_PLAIN if k in keys] + sorted(lexicon, key=lambda k: -spread[k])[:6]
+    parts.append(_table(["method", *[c.removeprefix("empath:") for c in columns]],
+                        [[label, *(p.get(c) for c in columns)] for label, p in profiles.items()]))
+    parts.append("<p class='small'>means over each method's answers: words per answer; first-person singular and "
+                 "second-person words per word; questions and exclamations per sentence; VADER sentiment −1…1; "
+                 "empath category words per word (the six that differ most between methods; all are in "
+                 "results.jsonl).</p></section>")
+    return "".join(parts)
+
+
 def render_html(rows: Sequence[dict[str, Any]], title: str = "traitlab report", threshold: float = 50.0) -> str:
     """The report: method × trait table, dose-response, monitor, example answers, then the details."""
     lines = summarize(rows)
@@ -361,6 +400,7 @@ def render_html(rows: Sequence[dict[str, Any]], title: str = "traitlab report", 
                      "with persona vectors)</p>")
     parts.append("</section>")
     parts.append(_examples_section(rows, reference))
+    parts.append(_profile_section(rows, reference))
 
     shown = [m for m in (*METRICS, "capability_retention") if any(line[m] is not None for line in lines)]
     parts.append("<section id='summary'><h2>Every condition</h2>")

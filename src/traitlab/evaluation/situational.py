@@ -8,7 +8,9 @@ library; or a PersonalityBench file (JSONL lines ``{"question": ...}``, the trai
 
 ``N`` answers per question: ``samples=1`` is greedy; ``samples > 1`` samples at ``temperature`` (default 1.0)
 from ``seed``. The trait score of an answer is the judge's 0–100 *expression of the evaluated pole* (how high-
-extraverted an answer is for ``extraversion_high``, how low-extraverted for ``extraversion_low``).
+extraverted an answer is for ``extraversion_high``, how low-extraverted for ``extraversion_low``). The
+summary names both judges (``judge``, ``coherence_judge``) and carries the answers' mean linguistic
+``profile`` (``evaluation.profile``).
 """
 
 from __future__ import annotations
@@ -119,6 +121,8 @@ class SituationalResult:
     expression: list[float | None]
     coherence: list[float | None] | None = None
     nll: list[tuple[float, int]] | None = None
+    coherence_judge: str | None = None
+    profile: dict[str, float] | None = None
 
     @property
     def perplexity(self) -> float | None:
@@ -135,7 +139,7 @@ class SituationalResult:
             "expression_mean": scoring.mean(judged), "expression_var": scoring.variance(judged),
             "judged_share": len(judged) / len(self.expression) if self.expression else 0.0,
             "coherence_mean": scoring.mean(self.coherence) if self.coherence else None,
-            "perplexity": self.perplexity,
+            "perplexity": self.perplexity, "coherence_judge": self.coherence_judge, "profile": self.profile,
         }
 
     def examples(self, k: int = 3) -> list[dict[str, Any]]:
@@ -191,4 +195,16 @@ def evaluate_situational(lm: LoadedModel, questions: Sequence[str], trait_judge:
             coherence = judge_all(coherence_judge, [(q, a, rubric_c) for q, a in zip(repeated, answers, strict=True)],
                                   progress=progress, description="judging coherence")
     return SituationalResult(trait, pole, getattr(trait_judge, "name", type(trait_judge).__name__), repeated,
-                             answers, expression, coherence, nll if fluency else None)
+                             answers, expression, coherence, nll if fluency else None,
+                             None if coherence_judge is None else getattr(coherence_judge, "name", "coherence"),
+                             _mean_profile(answers))
+
+
+def _mean_profile(answers: Sequence[str]) -> dict[str, float] | None:
+    """The answers' mean linguistic profile (``evaluation.profile``); ``None`` without the empath package."""
+    from traitlab.evaluation.profile import mean_profile, profile_many
+
+    try:
+        return mean_profile(profile_many(answers))
+    except ConfigError:
+        return None

@@ -2,8 +2,10 @@
 situational, coherence and capability, as a JSON-ready dict. The runner and ``traitlab eval`` call it.
 
 Judges (``Judges.from_config``): ``auto`` is the oracle on the persona organism, the endpoint when a URL is
-given, else a local judge on the evaluated model itself (un-intervened; a weak judge, say so in reports).
-With the oracle, coherence comes from ``PerplexityCoherenceJudge`` on the un-intervened model.
+given, else the offline judges (``embedding``: the validated embedding trait judge and the reference-LM
+coherence judge, both calibrated on the un-intervened model's own replies; see ``evaluation.offline``).
+``local`` judges with a local model's log-probs. With the oracle, coherence comes from
+``PerplexityCoherenceJudge`` on the un-intervened model.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class Judges:
     lm: LoadedModel
     shared: Judge | None = None
     coherence: Judge | None = None
+    embedding: Any = None
 
     @classmethod
     def from_config(cls, config: JudgeConfig, lm: LoadedModel) -> Judges:
@@ -64,9 +67,14 @@ class Judges:
         command and the runner build their judges here (a new judge kind is one more branch)."""
         kind = config.kind
         if kind == "auto":
-            kind = "oracle" if is_organism(lm) else "endpoint" if config.url else "local"
+            kind = "oracle" if is_organism(lm) else "endpoint" if config.url else "embedding"
         if kind == "oracle":
             return cls("oracle", lm, None, PerplexityCoherenceJudge(lm))
+        if kind == "embedding":
+            from traitlab.evaluation.offline import LazyOfflineJudges
+
+            offline = LazyOfflineJudges(lm, config.reference, config.calibrate)
+            return cls("embedding", lm, None, offline.coherence_judge(), offline)
         if kind == "endpoint":
             judge: Judge = endpoint_judge(config)
         elif kind == "local":
@@ -80,10 +88,14 @@ class Judges:
         pole = getattr(spec, "pole", None) or "high"
         if self.kind == "oracle":
             return OracleJudge(spec.trait_name, pole), ""
+        if self.kind == "embedding":
+            from traitlab.evaluation.judge_fit import judge_for_spec
+
+            embedding = self.embedding.trait
+            known = spec.trait_name in embedding.traits
+            return (embedding if known else judge_for_spec(spec)).for_trait(spec.trait_name, pole), ""
         assert self.shared is not None
         return self.shared, trait_rubric(spec, pole)
-
-
 
 
 def endpoint_judge(config: JudgeConfig) -> EndpointJudge:

@@ -1,6 +1,7 @@
 """One module per mechanism (fitting, the Intervention class, its artifact). The table from a mechanism name to
 its class is ``traitlab.registry.MECHANISMS``; nothing here registers itself on import."""
 
+from traitlab.methods.axis_capping import AxisCapping
 from traitlab.methods.merging import PersonalityVector
 from traitlab.methods.neurons import NeuronInduction
 from traitlab.methods.persona_vectors import PersonaVector
@@ -9,5 +10,5 @@ from traitlab.methods.steering import ResidualSteering
 from traitlab.methods.subnetworks import SubnetworkMask
 from traitlab.methods.weights import WeightDelta, WeightEdit
 
-__all__ = ["NeuronInduction", "PersonaVector", "PersonalityVector", "PromptIntervention", "ResidualSteering",
-           "SubnetworkMask", "WeightDelta", "WeightEdit"]
+__all__ = ["AxisCapping", "NeuronInduction", "PersonaVector", "PersonalityVector", "PromptIntervention",
+           "ResidualSteering", "SubnetworkMask", "WeightDelta", "WeightEdit"]

@@ -110,8 +110,9 @@ def residual_ablate(engine: HookEngine, layer: int, direction: Any, coef: Coef =
 
 @contextlib.contextmanager
 def residual_cap(engine: HookEngine, layer: int, direction: Any, low: float | None = None,
-                 high: float | None = None, positions: str = "all") -> Iterator[None]:
-    """Projection capping: clamp p = h·v̂ into [low, high] and move h along v̂ by the difference."""
+                 high: float | None = None, positions: str = "all", coef: Coef = 1.0) -> Iterator[None]:
+    """Projection capping: clamp p = h·v̂ into [low, high] and move h along v̂ by coef times the difference
+    (``coef`` per row: 1 caps, 0 leaves the row alone; rows already in range are never changed)."""
     engine = engine_of(engine)
     if low is None and high is None:
         raise ConfigError("projection capping needs a lower bound, an upper bound, or both")
@@ -124,6 +125,8 @@ def residual_cap(engine: HookEngine, layer: int, direction: Any, low: float | No
         unit = _row_vector(u, hidden.shape[0], hidden, state)
         projection = (hidden * unit).sum(-1, keepdim=True)
         shift = projection.clamp(min=low, max=high) - projection
+        if isinstance(coef, torch.Tensor) or coef != 1.0:
+            shift = _row_coef(coef, hidden.shape[0], hidden, state) * shift
         return hidden + state.mask(mode).unsqueeze(-1).to(hidden.dtype) * shift * unit
 
     with engine.residual(layer, cap):

@@ -8,10 +8,10 @@ gets when it does not name the persona (``NAME=ARTIFACT:0`` loads it switched of
 Each loaded Intervention is flattened (composites into their parts) and every part is served in one of three
 ways:
 
-- **runtime** (persona vectors, residual steering, neuron edits): hooks with per-row scales, so rows of one
-  batch can carry different personas (``Intervention.applied(lm, row_scale=...)``);
-- **shared** (weight-space edits, projection capping): one state per batch; requests whose shared settings
-  differ are never batched together (the engine groups them by ``shared_key``);
+- **runtime** (persona vectors, residual steering, neuron edits, Assistant-Axis capping): hooks with per-row
+  scales, so rows of one batch can carry different personas (``Intervention.applied(lm, row_scale=...)``);
+- **shared** (weight-space edits, residual steering's ``cap`` mode): one state per batch; requests whose shared
+  settings differ are never batched together (the engine groups them by ``shared_key``);
 - **prompt** (prompt interventions): the persona's text becomes the system prompt of a conversation that has
   none (per request, at render time).
 """

@@ -1,0 +1,184 @@
+"""Offline judging of replies made anywhere, and the offline judges of an evaluation.
+
+``read_rows`` checks a JSONL file of ``{"question", "reply", "trait"?}`` rows; ``score_rows`` scores them with
+a trait judge per trait and a coherence judge (one JSON-ready dict per row: ``scores``, ``coherence``,
+``judge``, and optionally ``profile``). ``calibration_questions`` are the project's own train questions, used
+to draw the unsteered model's baseline replies (``baseline_replies``) that calibrate the embedding judge and
+the coherence judge; they never overlap the evaluation questions of the trait library. ``offline_judges`` builds
+the pair for a model; ``LazyOfflineJudges`` (what ``--judge auto``/``embedding`` uses) builds it on first use.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from traitlab.errors import ConfigError, ModelLoadError
+
+BIG_FIVE = ("openness", "conscientiousness", "extraversion", "agreeableness", "neuroticism")
+CALIBRATION_QUESTIONS = 24
+
+
+def read_rows(path: str | Path) -> list[dict[str, Any]]:
+    """Rows of a JSONL file with string ``question`` and ``reply`` and an optional string ``trait``."""
+    source = Path(path).expanduser()
+    if not source.is_file():
+        raise ConfigError(f"input file {source} not found")
+    rows = []
+    for n, line in enumerate(source.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{source} line {n} is not JSON: {exc.msg}") from None
+        if not isinstance(row, dict) or not isinstance(row.get("reply"), str):
+            raise ConfigError(f"{source} line {n} needs a string 'reply' (and 'question')")
+        if not isinstance(row.get("question", ""), str):
+            raise ConfigError(f"{source} line {n}: 'question' must be a string")
+        trait = row.get("trait")
+        if trait is not None and not isinstance(trait, str):
+            raise ConfigError(f"{source} line {n}: 'trait' must be a string")
+        rows.append({"question": row.get("question", ""), "reply": row["reply"], "trait": trait})
+    if not rows:
+        raise ConfigError(f"{source} has no rows")
+    return rows
+
+
+def resolve_traits(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Each distinct row trait → its TraitSpec (a Big Five name means ``<name>_high``); unknown traits fail
+    here, before any model loads."""
+    from traitlab.traits import load_trait
+
+    out: dict[str, Any] = {}
+    for row in rows:
+        name = row["trait"]
+        if name is None or name in out:
+            continue
+        out[name] = load_trait(f"{name}_high" if name in BIG_FIVE else name)
+    return out
+
+
+TraitScorer = Callable[[Any, Sequence[str], Sequence[str]], list[float | None]]
+"""``scorer(spec, questions, replies) -> 0-100 scores of the spec's pole``."""
+
+
+def score_rows(rows: Sequence[dict[str, Any]], specs: dict[str, Any], trait_scorer: TraitScorer,
+               coherence: Any | None, judge_names: dict[str, str], with_profile: bool = False) -> list[dict]:
+    """Scores per row: the row's trait, or all five Big Five traits (high pole) when it names none."""
+    from traitlab.traits import load_trait
+
+    default = {t: load_trait(f"{t}_high") for t in BIG_FIVE}
+    wanted = {name: spec for name, spec in {**default, **specs}.items()}
+    out: list[dict[str, Any]] = [{"scores": {}} for _ in rows]
+    for name, spec in wanted.items():
+        idx = [i for i, r in enumerate(rows) if (r["trait"] == name) or (r["trait"] is None and name in BIG_FIVE)]
+        if not idx:
+            continue
+        values = trait_scorer(spec, [rows[i]["question"] for i in idx], [rows[i]["reply"] for i in idx])
+        for i, v in zip(idx, values, strict=True):
+            out[i]["scores"][name] = None if v is None else round(float(v), 2)
+    cvalues: list[float | None] = [None] * len(rows)
+    if coherence is not None:
+        cvalues = coherence.score_many([(r["question"], r["reply"], "") for r in rows])
+    profiles = None
+    if with_profile:
+        from traitlab.evaluation.profile import profile_many
+
+        profiles = profile_many([r["reply"] for r in rows])
+    for i, record in enumerate(out):
+        record["coherence"] = None if cvalues[i] is None else round(float(cvalues[i]), 2)  # type: ignore[arg-type]
+        record["judge"] = dict(judge_names)
+        if profiles is not None:
+            record["profile"] = {k: round(v, 4) for k, v in profiles[i].items()}
+    return out
+
+
+def calibration_questions(n: int = CALIBRATION_QUESTIONS, seed: int = 0) -> list[str]:
+    """``n`` of the project's train questions (never the evaluation questions), in a seeded order."""
+    from traitlab.organism.corpus import train_questions
+
+    questions = train_questions(seed)
+    random.Random(f"calibration-{seed}").shuffle(questions)
+    return questions[:n]
+
+
+def baseline_replies(lm: Any, n: int = CALIBRATION_QUESTIONS, max_new_tokens: int = 64, seed: int = 0,
+                     batch_size: int = 32) -> tuple[list[str], list[str]]:
+    """Greedy replies of the un-intervened ``lm`` to the calibration questions."""
+    questions = calibration_questions(n, seed)
+    generation = lm.generate_chat(questions, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=False)
+    return questions, list(generation.texts)
+
+
+def offline_judges(lm: Any | None, reference: str | None = "gemma-3-270m", calibrate: bool = True,
+                   max_new_tokens: int = 64) -> tuple[Any, Any]:
+    """(EmbeddingJudge, coherence judge) for ``lm``: the shipped embedding judge and the reference-LM coherence
+    judge, both calibrated on ``lm``'s own unsteered replies when ``calibrate``. Without a reference LM
+    (``reference=None``) coherence falls back to the answer's perplexity under ``lm`` itself."""
+    from traitlab.evaluation.coherence import ReferenceCoherenceJudge, load_reference
+    from traitlab.evaluation.embedding_judge import default_judge
+
+    judge = default_judge()
+    coherence: Any = None
+    if reference is not None:
+        try:
+            coherence = ReferenceCoherenceJudge(load_reference(reference))
+        except ModelLoadError as exc:
+            if lm is None:
+                raise
+            from traitlab.progress import stderr
+
+            stderr.print(f"warning: reference LM '{reference}' unavailable ({exc}); coherence falls back to the "
+                         f"perplexity under {lm.spec} itself")
+    if coherence is None and lm is not None:
+        coherence = ReferenceCoherenceJudge(lm)
+    if calibrate and lm is not None:
+        questions, replies = baseline_replies(lm, max_new_tokens=max_new_tokens)
+        label = f"baseline:{lm.spec}"
+        judge = judge.calibrate(questions, replies, label)
+        if coherence is not None:
+            coherence = coherence.calibrate(questions, replies, label)
+    return judge, coherence
+
+
+class LazyOfflineJudges:
+    """``offline_judges(lm, …)`` built on first use, so a run that judges no replies (a questionnaire-only
+    ``traitlab eval``) neither loads the reference LM nor generates the calibration replies."""
+
+    def __init__(self, lm: Any, reference: str | None = "gemma-3-270m", calibrate: bool = True) -> None:
+        self.lm, self.reference, self.calibrate = lm, reference, calibrate
+        self._built: tuple[Any, Any] | None = None
+
+    def get(self) -> tuple[Any, Any]:
+        """(calibrated EmbeddingJudge, coherence judge)."""
+        if self._built is None:
+            self._built = offline_judges(self.lm, self.reference, self.calibrate)
+        return self._built
+
+    @property
+    def trait(self) -> Any:
+        return self.get()[0]
+
+    def coherence_judge(self) -> LazyCoherence:
+        return LazyCoherence(self)
+
+
+class LazyCoherence:
+    """The coherence judge of a ``LazyOfflineJudges`` behind the ``Judge`` protocol."""
+
+    def __init__(self, parent: LazyOfflineJudges) -> None:
+        self.parent = parent
+
+    @property
+    def name(self) -> str:
+        return str(self.parent.get()[1].name)
+
+    def score(self, question: str, answer: str, rubric: str = "") -> float | None:
+        return self.parent.get()[1].score(question, answer, rubric)
+
+    def score_many(self, triples: Sequence[tuple[str, str, str]]) -> list[float | None]:
+        return self.parent.get()[1].score_many(triples)
