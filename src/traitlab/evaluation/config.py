@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -146,15 +145,8 @@ class JudgeConfig(_Strict):
 
 
 class SweepConfig(_Strict):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     scale: list[float] = Field(min_length=1)
-
-    @field_validator("scale")
-    @classmethod
-    def _finite(cls, values: list[float]) -> list[float]:
-        bad = [v for v in values if not math.isfinite(v)]
-        if bad:
-            raise ValueError(f"sweep scales must be finite numbers, got {bad[0]}")
-        return values
 
 
 class MethodConfig(_Strict):

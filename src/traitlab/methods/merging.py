@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import torch
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from safetensors import safe_open
 
 from traitlab.checkpoints import CheckpointReader, ShardedWriter, StreamingWriter
@@ -196,16 +196,9 @@ def merge_vectors(parts: Sequence[tuple[PersonalityVector, float, float]], metho
 
 
 class EntryParameters(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     weight: float = 1.0
     density: float = Field(1.0, gt=0, le=1)
-
-    @field_validator("weight")
-    @classmethod
-    def _finite(cls, value: float) -> float:
-        if not math.isfinite(value):
-            raise ValueError("weight must be finite")
-        return value
 
 
 class MergeEntry(BaseModel):
@@ -215,16 +208,8 @@ class MergeEntry(BaseModel):
 
 
 class GlobalParameters(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
     lambda_: float = Field(1.0, alias="lambda")
-
-    @field_validator("lambda_")
-    @classmethod
-    def _finite(cls, value: float) -> float:
-        if not math.isfinite(value):
-            raise ValueError("lambda must be finite")
-        return value
-
     normalize: bool | None = None
     rescale: Literal["inverse", "l1", "none"] = "inverse"
 
