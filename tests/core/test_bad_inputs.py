@@ -145,6 +145,9 @@ BAD: dict[str, list[str]] = {
     "compare-out-is-file": ["compare", "{experiment}", "-o", "{existing}"],
     "eval-out-folder": ["eval", "-m", "{model}", "--suite", "questionnaire", "-o", "{folder}"],
     "neurons-find-out-folder": ["neurons", "find", "-t", "extraversion_high", "-m", "{model}", "-o", "{folder}"],
+    "axis-build-out-folder": ["axis", "build", "-m", "{model}", "-o", "{folder}"],
+    "axis-show-null-meta": ["axis", "show", "{null_meta}"],
+    "axis-cap-nan-artifact": ["axis", "cap", "{nan_vec}", "-o", OUT],
     "info-offline-hub-id": ["info", "-m", "nosuchorg/nosuchmodel"],
     "missing-artifact": ["vectors", "show", "{out}/nope.safetensors"],
 }
