@@ -148,6 +148,7 @@ BAD: dict[str, list[str]] = {
     "axis-build-out-folder": ["axis", "build", "-m", "{model}", "-o", "{folder}"],
     "axis-show-null-meta": ["axis", "show", "{null_meta}"],
     "axis-cap-nan-artifact": ["axis", "cap", "{nan_vec}", "-o", OUT],
+    "serve-bad-host": ["serve", "-m", "{model}", "--host", "999.1.1.1", "--port", "8765"],
     "info-offline-hub-id": ["info", "-m", "nosuchorg/nosuchmodel"],
     "missing-artifact": ["vectors", "show", "{out}/nope.safetensors"],
 }
