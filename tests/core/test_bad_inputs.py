@@ -149,6 +149,10 @@ BAD: dict[str, list[str]] = {
     "axis-show-null-meta": ["axis", "show", "{null_meta}"],
     "axis-cap-nan-artifact": ["axis", "cap", "{nan_vec}", "-o", OUT],
     "serve-bad-host": ["serve", "-m", "{model}", "--host", "999.1.1.1", "--port", "8765"],
+    "extract-layers-out-of-range": ["vectors", "extract", "-t", "extraversion_high", "--sweep", "--layers", "0-99",
+                                    "-o", OUT],
+    "extract-min-pairs-impossible": ["vectors", "extract", "-t", "extraversion_high", "--min-pairs", "1000000",
+                                     "-o", OUT],
     "info-offline-hub-id": ["info", "-m", "nosuchorg/nosuchmodel"],
     "missing-artifact": ["vectors", "show", "{out}/nope.safetensors"],
 }

@@ -38,6 +38,12 @@ def _check_out(out: Path) -> None:
     output_file(out)
 
 
+def _check_layers(lm, layers: list[int]) -> None:
+    """Sweep layers against the model, right after it loads and before any generation."""
+    for layer in layers:
+        lm.hooks.check_layer(layer)
+
+
 def _load_vector(path: Path) -> PersonaVector:
     return PersonaVector.load(path, what="a persona vector")
 
@@ -139,7 +145,12 @@ def extract(
     elif OPTIMIZED in (variant_grid or []):
         raise ConfigError("the 'optimized' variant needs --optimize-layers")
     _check_out(out)
+    possible = len(spec.instruction) * len(spec.questions) * n_per_question
+    if min_pairs > possible:
+        raise ConfigError(f"--min-pairs {min_pairs} is more than the {possible} pairs {spec.name} can give "
+                          "(instruction pairs × questions × --n-per-question)")
     lm = load_model(model, dtype=dtype, device=device)
+    _check_layers(lm, layer_list)
     trait_judge, coherence_judge = make_judges(kind, spec, lm, judge_url, judge_model, judge_cache)
     from traitlab.methods.persona_vectors import extract as run_extraction
 
@@ -185,6 +196,7 @@ def sweep_command(
         raise ConfigError(f"{vector_path} has no '{missing[0]}' variant; have {', '.join(vector.directions)}")
     lm = load_model(model, dtype=dtype, device=device)
     vector.check_model(lm)
+    _check_layers(lm, layer_list)
     trait_judge, coherence_judge = make_judges(kind, spec, lm, judge_url, judge_model, judge_cache)
     chosen = _sweep_and_print(lm, vector, spec, trait_judge, coherence_judge, layer_list, coef_list,
                               coherence_threshold, max_new_tokens, variant_grid, position_grid)
