@@ -153,6 +153,17 @@ BAD: dict[str, list[str]] = {
                                     "-o", OUT],
     "extract-min-pairs-impossible": ["vectors", "extract", "-t", "extraversion_high", "--min-pairs", "1000000",
                                      "-o", OUT],
+    # a sample of the probe's cases that already kept the promise
+    "unknown-trait": ["neurons", "find", "-t", "no_such_trait", "-m", "{model}", "-o", OUT],
+    "unknown-dtype": ["chat", "-m", "{model}", "-p", "hi", "--dtype", "float8"],
+    "bad-json-family": ["info", "-m", "{model}", "--family", "{existing}"],
+    "apply-missing-file": ["chat", "-m", "{model}", "-p", "hi", "--apply", "{out}/missing.safetensors:2"],
+    "apply-binary-file": ["chat", "-m", "{model}", "-p", "hi", "--apply", "{binary}"],
+    "negative-temperature": ["chat", "-m", "{model}", "-p", "hi", "-t", "-1"],
+    "top-p-zero": ["chat", "-m", "{model}", "-p", "hi", "--top-p", "0"],
+    "model-not-found": ["info", "-m", "./no/such/folder"],
+    "merge-no-config": ["merge", "apply", "-o", "{out}/merged"],
+    "merge-show-not-pv": ["merge", "show", "{good}"],
     "info-offline-hub-id": ["info", "-m", "nosuchorg/nosuchmodel"],
     "missing-artifact": ["vectors", "show", "{out}/nope.safetensors"],
 }
