@@ -92,3 +92,16 @@ def test_one_vector_at_weight_one_merges_to_itself(a, method):
 def test_finite_refuses_what_is_not_a_finite_number(value):
     with pytest.raises(ConfigError):
         finite(value, "scale")
+
+
+@FAST
+@given(seed=st.integers(0, 2**31 - 1), scale=st.floats(-2, 2, allow_nan=False))
+def test_mask_edits_restore_bit_exactly(seed, scale):
+    from traitlab.methods.subnetworks import SubnetworkMask
+
+    before = WEIGHT.detach().clone()
+    keep = torch.rand(WEIGHT.shape, generator=torch.Generator().manual_seed(seed)) > 0.5
+    mask = SubnetworkMask.from_masks({NAME: keep}).scaled(scale)
+    with pytest.raises(RuntimeError), mask.applied(LM):
+        raise RuntimeError("boom")
+    assert torch.equal(WEIGHT.detach(), before)

@@ -44,7 +44,7 @@ from traitlab.errors import ArtifactError, ConfigError
 from traitlab.interventions import Coef, Intervention, kwargs_from_meta
 from traitlab.methods.subnet_masks import pack_bits, popcount, unpack_bits
 from traitlab.model import LoadedModel
-from traitlab.validate import atomic_folder, finite, finite_tensors, output_folder
+from traitlab.validate import atomic_folder, finite, finite_tensors, output_folder, shielded
 
 BLOCK_CONVENTION = "0-based decoder block index; block k produces layer k+1"
 MASK_LAYOUT = "parameter layout (nn.Linear [out, in]; GPT-2 Conv1D [in, out]); bit 1 = kept; packbits big-endian"
@@ -186,7 +186,7 @@ class SubnetworkMask(Intervention):
         try:
             yield
         finally:
-            applied.restore()
+            shielded(applied.restore)  # a second Ctrl-C must not leave weights half-restored
 
     def tensors(self) -> dict[str, torch.Tensor]:
         return {f"mask/{name}": packed for name, packed in self.packed.items()}
