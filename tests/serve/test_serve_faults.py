@@ -35,6 +35,13 @@ def test_a_nan_persona_fails_its_own_request_and_the_scheduler_goes_on():
         assert isinstance(bad_box.result, ErrorEvent)
         engine.submit(good)
         assert isinstance(good_box.result, DoneEvent)
+        # concurrently: long-running good rows share the batch with the broken one and finish anyway
+        rows = [request(engine, "hello", max_tokens=6, ignore_eos=True) for _ in range(3)]
+        rows.insert(1, request(engine, "hi", {"broken": 1.0}, max_tokens=6, temperature=1.0, seed=2))
+        for req, _ in rows:
+            engine.submit(req)
+        kinds = [type(box.result) for _, box in rows]
+        assert kinds == [DoneEvent, ErrorEvent, DoneEvent, DoneEvent], kinds
         assert engine.running
     finally:
         engine.stop()

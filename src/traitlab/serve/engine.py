@@ -478,14 +478,23 @@ class Engine:
                 row.summaries.setdefault(name, monitor.RowSummary()).add(value, prompt)
 
     def _advance(self, rows: list[Row], logits: torch.Tensor) -> None:
-        """Sample one token per row and emit it; marks finished rows."""
+        """Sample one token per row and emit it; marks finished rows. A row whose sampling fails (NaN logits from
+        a broken persona) gets its error and leaves; the other rows of the batch go on."""
         tokens: list[int] = []
         for i, row in enumerate(rows):
-            tokens.append(self._sample(row, logits[i]))
+            try:
+                tokens.append(self._sample(row, logits[i]))
+            except Exception as exc:
+                log.warning("sampling failed for one request: %s", exc)
+                row.req.sink(ErrorEvent(f"generation failed: {exc}"))
+                row.finish = "error"
+                self.stats["failed"] += 1
+                tokens.append(0)
         logprobs = self._logprobs(rows, logits, tokens)
         with self.tokenizer_lock:
             for row, token, lp in zip(rows, tokens, logprobs, strict=True):
-                self._emit(row, token, lp)
+                if row.finish != "error":
+                    self._emit(row, token, lp)
 
     def _sample(self, row: Row, logits: torch.Tensor) -> int:
         req = row.req
