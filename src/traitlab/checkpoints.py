@@ -22,6 +22,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from traitlab.errors import ConfigError
+from traitlab.validate import finite_tensors
 
 DTYPE_CODES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64",
                torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
@@ -132,6 +133,7 @@ class ShardedWriter:
         self.shards: list[list[str]] = []
 
     def add(self, name: str, tensor: torch.Tensor) -> None:
+        finite_tensors({name: tensor}, f"refusing to write the checkpoint {self.folder}")
         size = tensor.numel() * tensor.element_size()
         if self.current and self.current_bytes + size > self.shard_bytes:
             self._flush()

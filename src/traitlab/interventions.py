@@ -33,6 +33,7 @@ from safetensors.torch import save_file
 from traitlab.errors import ArtifactError, ConfigError
 from traitlab.model.fingerprint import Fingerprint
 from traitlab.model.loaded import LoadedModel
+from traitlab.validate import finite, finite_tensors
 
 FORMAT_VERSION = 1
 LAYER_CONVENTION = ("layer l = HF hidden_states[l]: l=0 embedding output, l=k output of block k-1 "
@@ -50,7 +51,7 @@ class Intervention(abc.ABC):
     def __init__(self, *, scale: float = 1.0, trait: str | None = None, pole: str | None = None,
                  hyperparameters: Mapping[str, Any] | None = None, fingerprint: Fingerprint | None = None,
                  neuron_site: str | None = None, extra: Mapping[str, Any] | None = None) -> None:
-        self.scale = float(scale)
+        self.scale = finite(scale, "scale")
         self.trait = trait
         self.pole = pole
         self.hyperparameters = dict(hyperparameters or {})
@@ -64,9 +65,10 @@ class Intervention(abc.ABC):
         return f"{self.mechanism}:{label}"
 
     def scaled(self, alpha: float) -> Intervention:
-        """A copy whose strength is multiplied by ``alpha`` (steering coefficient, γ, merge α, ...)."""
+        """A copy whose strength is multiplied by ``alpha`` (steering coefficient, γ, merge α, ...); a scale
+        that is not finite is a ``ConfigError``."""
         twin = copy.copy(self)
-        twin.scale = self.scale * float(alpha)
+        twin.scale = finite(self.scale * finite(alpha, f"scale of {self.name}"), f"scale of {self.name}")
         return twin
 
     @contextlib.contextmanager
@@ -107,7 +109,7 @@ class Intervention(abc.ABC):
         """``from_artifact`` with corrupt metadata or tensors reported as ``ArtifactError``."""
         try:
             return cls.from_artifact(meta, tensors)  # type: ignore[return-value]
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
             raise ArtifactError(f"corrupt {cls.mechanism} artifact: {exc}") from None
 
     @classmethod
@@ -175,6 +177,10 @@ def write_artifact(path: str | os.PathLike[str], tensors: Mapping[str, torch.Ten
     target = Path(path)
     if not target.parent.is_dir():
         raise ArtifactError(f"cannot write {target}: folder {target.parent} does not exist")
+    if target.is_dir():
+        raise ArtifactError(f"cannot write {target}: it is a folder; give a file name")
+    finite(metadata.get("scale", 1.0), f"scale of {target.name}", ArtifactError)
+    finite_tensors(tensors, f"refusing to write {target}")
     contiguous = {name: t.detach().cpu().contiguous() for name, t in tensors.items()}
     handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(handle)
@@ -204,6 +210,10 @@ def read_artifact(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[st
         meta = json.loads(header["traitlab"])
     except json.JSONDecodeError:
         raise ArtifactError(f"{source} has corrupt traitlab metadata") from None
+    if not isinstance(meta, dict):
+        raise ArtifactError(f"{source} has corrupt traitlab metadata (a JSON {type(meta).__name__}, not an object)")
+    check_meta_numbers(meta, str(source))
+    finite_tensors(tensors, str(source))
     version = meta.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise ArtifactError(f"{source} has artifact format version {version}; this traitlab reads up to "
@@ -216,10 +226,20 @@ def parse_apply_spec(spec: str) -> tuple[str, float]:
     path, sep, tail = spec.rpartition(":")
     if sep:
         try:
-            return path, float(tail)
+            number = float(tail)
         except ValueError:
-            pass
+            return spec, 1.0
+        return path, finite(number, f"scale in --apply {spec}")
     return spec, 1.0
+
+
+def check_meta_numbers(meta: Mapping[str, Any], where: str) -> None:
+    """Refuse an artifact whose scale (or a composite part's) is not a finite number."""
+    finite(meta.get("scale", 1.0), f"{where}: scale", ArtifactError)
+    parts = meta.get("params", {}).get("parts") if isinstance(meta.get("params"), dict) else None
+    for i, part in enumerate(parts if isinstance(parts, list) else []):
+        if isinstance(part, dict):
+            check_meta_numbers(part, f"{where} part {i}")
 
 
 class Composite(Intervention):

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from traitlab.errors import ConfigError
+from traitlab.validate import read_text
 
 
 def jsonl_rows(text: str, source: str | Path) -> list[tuple[int, Any]]:
@@ -28,7 +29,7 @@ def read_jsonl(path: str | Path, what: str = "file") -> list[tuple[int, Any]]:
     source = Path(path)
     if not source.is_file():
         raise ConfigError(f"{what} {source} not found")
-    return jsonl_rows(source.read_text(encoding="utf-8"), source)
+    return jsonl_rows(read_text(source, what), source)
 
 
 def int_ranges(text: str) -> list[int]:

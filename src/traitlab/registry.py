@@ -41,7 +41,7 @@ def from_artifact(meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> Int
         if mechanism == Composite.mechanism:
             return Composite.from_artifact(meta, tensors, load_part=from_artifact)
         return MECHANISMS[mechanism].from_artifact(meta, tensors)
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         raise ArtifactError(f"corrupt {mechanism} artifact: {exc}") from None
 
 

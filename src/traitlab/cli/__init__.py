@@ -80,5 +80,17 @@ def main() -> None:
     try:
         app()
     except TraitlabError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        _fail(str(exc))
+    except UnicodeError as exc:  # e.g. invalid UTF-8 in an argument or a file read without validate.read_text
+        _fail(f"text is not valid UTF-8 ({exc.reason}); give UTF-8 text")
+    except OSError as exc:  # a path the user gave: a folder, unwritable, full disk, ...
+        where = f" {exc.filename}" if exc.filename else ""
+        _fail(f"cannot use{where}: {exc.strerror or exc}")
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+def _fail(message: str) -> None:
+    print(f"error: {' '.join(message.split())}", file=sys.stderr)
+    sys.exit(2)

@@ -12,17 +12,13 @@ from rich.table import Table
 from traitlab.cli.common import DEVICE, DTYPE, MODEL, console, key_value_table
 from traitlab.cli.vectors import parse_numbers
 from traitlab.errors import ConfigError
+from traitlab.validate import output_file
 
 if TYPE_CHECKING:
     from traitlab.methods.persona_space import PersonaSpace
 
 app = typer.Typer(help="Persona space and the Assistant Axis (Lu et al. 2026): build, show, cap, drift.",
                   no_args_is_help=True)
-
-
-def _check_out(out: Path) -> None:
-    if not out.parent.is_dir():
-        raise ConfigError(f"cannot write {out}: folder {out.parent} does not exist")
 
 
 @app.command()
@@ -51,7 +47,7 @@ def build(
         roleset = RoleSet(roleset.roles, roleset.questions[:questions], roleset.default)
     if layer is not None and layer < 0:
         raise ConfigError(f"layer {layer} is out of range (layers start at 0)")
-    _check_out(out)
+    output_file(out)
     lm = load_model(model, dtype=dtype, device=device)
     space, _ = build(lm, roleset, layer, max_new_tokens, temperature, seed, batch_size)
     space.save(out)
@@ -102,7 +98,7 @@ def show(
     from traitlab.methods.persona_space import PersonaSpace
 
     if plot is not None:
-        _check_out(plot)
+        output_file(plot, "plot")
     space = PersonaSpace.load(artifact)
     layer = space.layer if layer is None else space.check_layer(layer)
     if as_json:
@@ -167,7 +163,7 @@ def cap(
     from traitlab.methods.axis_capping import from_space
     from traitlab.methods.persona_space import PersonaSpace
 
-    _check_out(out)
+    output_file(out)
     space = PersonaSpace.load(artifact)
     floor = None if no_floor else low_percentile
     capping = from_space(space, parse_numbers(layers, int), floor, high_percentile, positions)
@@ -208,7 +204,7 @@ def drift(
     for spec in apply:
         read_artifact(parse_apply_spec(spec)[0])
     if out is not None:
-        _check_out(out)
+        output_file(out)
     lm = load_model(model, dtype=dtype, device=device)
     space.check_model(lm)
     intervention = load_applied(apply, lm)

@@ -12,6 +12,7 @@ from traitlab.cli.common import DEVICE, DTYPE, FAMILY, MODEL, console, read_fami
 from traitlab.model import load_model
 from traitlab.model.generation import SamplingParams
 from traitlab.registry import load_applied
+from traitlab.validate import utf8_arg
 
 
 def chat(
@@ -29,6 +30,8 @@ def chat(
 ) -> None:
     """Chat with a model, optionally steered by saved interventions."""
     SamplingParams(max_new_tokens, temperature, top_p, 0, seed)
+    utf8_arg(message, "--message")
+    utf8_arg(system, "--system")
     family_override = read_family(family)
     intervention = load_applied(apply)
     lm = load_model(model, dtype=dtype, device=device, family=family_override)

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from traitlab.errors import ConfigError
+from traitlab.validate import read_text
 
 console = Console()
 
@@ -26,9 +27,7 @@ def read_family(path: Path | None) -> dict[str, Any] | None:
     if path is None:
         return None
     try:
-        data = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"family override {path} not found") from None
+        data = json.loads(read_text(path, "family override"))
     except json.JSONDecodeError as exc:
         raise ConfigError(f"family override {path} is not valid JSON: {exc}") from None
     if not isinstance(data, dict):

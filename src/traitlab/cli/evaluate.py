@@ -12,6 +12,7 @@ from rich.table import Table
 
 from traitlab.cli.common import DEVICE, DTYPE, FAMILY, MODEL, console, read_family
 from traitlab.errors import ConfigError, validation_message
+from traitlab.validate import output_file
 
 BIG_FIVE_CSV = "openness,conscientiousness,extraversion,agreeableness,neuroticism"
 SUITES_CSV = "questionnaire,situational,coherence,capability"
@@ -31,6 +32,8 @@ def compare(
 
     config, _ = load_experiment(experiment)
     folder = out or Path("traitlab-results") / experiment.stem
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"results folder {folder} is a file; give a folder (an existing one resumes its run)")
     rows = run_experiment(experiment, folder, progress=not is_quiet(), report=not no_report)
     console.print(summary_table(rows, title=f"{config.name}: {config.model}"))
     console.print(f"results: {folder / RESULTS}" + ("" if no_report else f", {folder / 'report.html'}"))
@@ -85,6 +88,8 @@ def eval_(
     from traitlab.progress import is_quiet
     from traitlab.registry import load_applied
 
+    if out is not None:
+        output_file(out, "--out", make_parents=True)
     suites = _csv(suite, "suite")
     unknown = [s for s in suites if s not in SUITES_CSV.split(",")]
     if unknown:

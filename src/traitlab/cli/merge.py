@@ -11,6 +11,7 @@ from rich.table import Table
 from traitlab.cli.common import MODEL, console, key_value_table
 from traitlab.errors import ConfigError, validation_message
 from traitlab.traits import BIG_FIVE, load_trait
+from traitlab.validate import output_folder
 
 app = typer.Typer(help="Personality vectors: make training data, take φ = θ_tuned − θ_base, merge and apply.",
                   no_args_is_help=True)
@@ -103,6 +104,7 @@ def apply(
     from traitlab.methods.merging import MergeConfig, check_sources, load_merge_config, merge_to_checkpoint
 
     shard_bytes = _size(shard_size)
+    output_folder(out)
     if config is not None:
         merge = load_merge_config(config)
     else:

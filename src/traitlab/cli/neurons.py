@@ -9,6 +9,7 @@ from rich.table import Table
 
 from traitlab.cli.common import MODEL, console, key_value_table
 from traitlab.errors import ConfigError
+from traitlab.validate import output_file
 
 app = typer.Typer(help="Neuron-based personality trait induction (NPTI, Deng et al. ICLR 2025): find, show.",
                   no_args_is_help=True)
@@ -67,8 +68,7 @@ def find(
         question_list = load_question_file(questions)
         if not question_list:
             raise ConfigError(f"{questions} holds no questions")
-    if not out.parent.is_dir():
-        raise ConfigError(f"cannot write {out}: folder {out.parent} does not exist")
+    output_file(out)
     from traitlab.model import load_model
 
     lm = load_model(model)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 import sys
 from pathlib import Path
 
@@ -52,6 +53,7 @@ def serve(
     from traitlab.serve.engine import Engine
     from traitlab.serve.personas import PersonaSet, read_persona_specs
 
+    _check_bind(host, port)
     specs = read_persona_specs(persona)  # names, files and artifacts are checked before the model loads
     family_override = read_family(family)
     if not _loopback(host) and api_key is None:
@@ -70,6 +72,21 @@ def serve(
     print(f"traitlab serve: {name} with {len(personas)} persona(s) on http://{shown}:{port}/ "
           f"(API at /v1{', bearer key required' if api_key else ''})", file=sys.stderr, flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+
+
+def _check_bind(host: str, port: int) -> None:
+    """Bind ``host:port`` once before the model loads, so a bad address or a busy port is one error line."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError, ValueError):
+        raise ConfigError(f"--host {host} is not an address or name this machine can bind") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
 def _loopback(host: str) -> bool:

@@ -15,6 +15,7 @@ from traitlab.errors import ConfigError
 from traitlab.methods.subnet_calibration import GenerationSettings, read_persona_jsonl, resolve_trait
 from traitlab.methods.subnet_fit import FindSettings, parse_blocks
 from traitlab.methods.subnetworks import SubnetworkMask
+from traitlab.validate import finite, output_folder
 
 app = typer.Typer(help="Persona subnetworks (Ye et al. 2026): training-free weight masks that isolate a persona.",
                   no_args_is_help=True)
@@ -194,9 +195,9 @@ def export(
 ) -> None:
     """Write a plain HF checkpoint (config, safetensors, tokenizer) of the model with the mask applied."""
     mask = _load_mask(path)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ConfigError(f"export folder {out} exists and is not empty")
-    _check_out(out)
+    output_folder(out, "export folder")
+    if scale is not None:
+        finite(scale, "--scale")
     from traitlab.methods.subnetworks import export_checkpoint
     from traitlab.model import load_model
 
@@ -204,6 +205,6 @@ def export(
     mask.check_model(lm)
     applied = copy.copy(mask)
     if scale is not None:
-        applied.scale = float(scale)
+        applied.scale = finite(scale, "--scale")
     export_checkpoint(lm, applied, out)
     console.print(f"wrote {out} ({mask.name}, scale {applied.scale:g}); serve it with any HF-compatible engine")

@@ -16,6 +16,7 @@ from traitlab.model import load_model
 from traitlab.model.positions import POSITIONS
 from traitlab.readers import int_ranges
 from traitlab.traits import load_trait
+from traitlab.validate import finite, output_file
 
 app = typer.Typer(help="Persona vectors (Chen et al. 2025): extract, sweep, show, combine, convert.",
                   no_args_is_help=True)
@@ -28,14 +29,19 @@ def parse_numbers(text: str | None, kind: type = float) -> list:
     try:
         if kind is int:
             return int_ranges(text)
-        return [kind(x) for x in text.split(",") if x.strip()]
+        return [finite(kind(x), f"'{x.strip()}' in '{text}'") for x in text.split(",") if x.strip()]
     except ValueError:
         raise ConfigError(f"cannot read '{text}' as a comma-separated list of numbers") from None
 
 
 def _check_out(out: Path) -> None:
-    if not out.parent.is_dir():
-        raise ConfigError(f"cannot write {out}: folder {out.parent} does not exist")
+    output_file(out)
+
+
+def _check_layers(lm, layers: list[int]) -> None:
+    """Sweep layers against the model, right after it loads and before any generation."""
+    for layer in layers:
+        lm.hooks.check_layer(layer)
 
 
 def _load_vector(path: Path) -> PersonaVector:
@@ -139,7 +145,12 @@ def extract(
     elif OPTIMIZED in (variant_grid or []):
         raise ConfigError("the 'optimized' variant needs --optimize-layers")
     _check_out(out)
+    possible = len(spec.instruction) * len(spec.questions) * n_per_question
+    if min_pairs > possible:
+        raise ConfigError(f"--min-pairs {min_pairs} is more than the {possible} pairs {spec.name} can give "
+                          "(instruction pairs × questions × --n-per-question)")
     lm = load_model(model, dtype=dtype, device=device)
+    _check_layers(lm, layer_list)
     trait_judge, coherence_judge = make_judges(kind, spec, lm, judge_url, judge_model, judge_cache)
     from traitlab.methods.persona_vectors import extract as run_extraction
 
@@ -185,6 +196,7 @@ def sweep_command(
         raise ConfigError(f"{vector_path} has no '{missing[0]}' variant; have {', '.join(vector.directions)}")
     lm = load_model(model, dtype=dtype, device=device)
     vector.check_model(lm)
+    _check_layers(lm, layer_list)
     trait_judge, coherence_judge = make_judges(kind, spec, lm, judge_url, judge_model, judge_cache)
     chosen = _sweep_and_print(lm, vector, spec, trait_judge, coherence_judge, layer_list, coef_list,
                               coherence_threshold, max_new_tokens, variant_grid, position_grid)
@@ -240,9 +252,11 @@ def import_pt(path: Path = typer.Argument(..., help="persona_vectors [L+1, d] .p
               variant: str = typer.Option("response_avg", "--variant")) -> None:
     """Import a persona_vectors tensor for a model."""
     from traitlab.methods.persona_interop import import_pt as run_import
+    from traitlab.methods.persona_interop import read_pt
 
     _check_out(out)
-    run_import(path, load_model(model), layer, variant).save(out)
+    table = read_pt(path)
+    run_import(path, load_model(model), layer, variant, table=table).save(out)
     console.print(f"wrote {out}")
 
 
@@ -252,6 +266,7 @@ def export_gguf(path: Path = typer.Argument(...), out: Path = typer.Option(..., 
     """Write a llama.cpp / repeng control vector (scale folded in)."""
     from traitlab.methods.persona_interop import export_gguf as run_export
 
+    _check_out(out)
     run_export(_load_vector(path), out, model_hint)
     console.print(f"wrote {out}")
 
@@ -261,7 +276,9 @@ def import_gguf(path: Path = typer.Argument(...), out: Path = typer.Option(..., 
                 model: str = MODEL) -> None:
     """Read a llama.cpp / repeng control vector as a persona-vector artifact."""
     from traitlab.methods.persona_interop import import_gguf as run_import
+    from traitlab.methods.persona_interop import read_gguf
 
     _check_out(out)
-    run_import(path, load_model(model)).save(out)
+    directions = read_gguf(path)
+    run_import(path, load_model(model), directions).save(out)
     console.print(f"wrote {out}")

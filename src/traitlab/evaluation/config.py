@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from traitlab.errors import ConfigError, TraitlabError, validation_message
 from traitlab.evaluation.recipes import recipe
 from traitlab.traits.spec import BIG_FIVE
+from traitlab.validate import read_text
 
 SUITES = ("questionnaire", "situational", "coherence", "capability", "monitor")
 
@@ -144,6 +145,7 @@ class JudgeConfig(_Strict):
 
 
 class SweepConfig(_Strict):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     scale: list[float] = Field(min_length=1)
 
 
@@ -288,7 +290,7 @@ def load_experiment(source: str | os.PathLike[str] | Experiment | dict[str, Any]
         if not path.is_file():
             raise ConfigError(f"experiment file {path} not found")
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            data = yaml.safe_load(read_text(path, "experiment file"))
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" at line {mark.line + 1}" if mark is not None else ""

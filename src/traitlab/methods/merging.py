@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import torch
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from safetensors import safe_open
 
 from traitlab.checkpoints import CheckpointReader, ShardedWriter, StreamingWriter
@@ -35,6 +35,7 @@ from traitlab.model.family import resolve_family
 from traitlab.model.fingerprint import Fingerprint, fingerprint_from_tensors, fingerprint_names
 from traitlab.model.loaded import resolve_spec
 from traitlab.progress import track
+from traitlab.validate import atomic_folder, output_folder, read_text
 
 
 class PersonalityVector(WeightDelta):
@@ -195,16 +196,9 @@ def merge_vectors(parts: Sequence[tuple[PersonalityVector, float, float]], metho
 
 
 class EntryParameters(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     weight: float = 1.0
     density: float = Field(1.0, gt=0, le=1)
-
-    @field_validator("weight")
-    @classmethod
-    def _finite(cls, value: float) -> float:
-        if not math.isfinite(value):
-            raise ValueError("weight must be finite")
-        return value
 
 
 class MergeEntry(BaseModel):
@@ -214,7 +208,7 @@ class MergeEntry(BaseModel):
 
 
 class GlobalParameters(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
     lambda_: float = Field(1.0, alias="lambda")
     normalize: bool | None = None
     rescale: Literal["inverse", "l1", "none"] = "inverse"
@@ -240,7 +234,7 @@ def load_merge_config(path: str | Path) -> MergeConfig:
     if not source.is_file():
         raise ConfigError(f"merge config {source} not found")
     try:
-        data = yaml.safe_load(source.read_text())
+        data = yaml.safe_load(read_text(source, "merge config"))
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source} is not valid YAML: {str(exc).splitlines()[0]}") from None
     try:
@@ -315,9 +309,7 @@ class _DeltaSource:
 
 def merge_to_checkpoint(config: MergeConfig, out: str | Path, shard_bytes: int = 2 * 1024**3) -> Path:
     """Run a merge out of core and write a plain HF checkpoint (config, tokenizer, sharded safetensors)."""
-    target = Path(out)
-    if target.exists() and any(target.iterdir()):
-        raise ConfigError(f"output folder {target} is not empty")
+    target = output_folder(out)
     base_dir = Path(resolve_spec(config.base_model))
     base = CheckpointReader(base_dir)
     base_fingerprint = checkpoint_fingerprint(base_dir, base)
@@ -326,20 +318,22 @@ def merge_to_checkpoint(config: MergeConfig, out: str | Path, shard_bytes: int =
     densities = [entry.parameters.density for entry in config.models]
     out_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(
         config.dtype or "")
-    writer = ShardedWriter(target, shard_bytes)
-    for name in track(base.keys(), "merging", total=len(base.keys())):
-        tensor = base.get(name)
-        if tensor.is_floating_point():
-            mixed = merge_deltas([s.delta(name, tensor) for s in sources], weights, densities,
-                                 config.merge_method, name, config.seed, config.parameters.normalize,
-                                 config.parameters.rescale, config.parameters.lambda_)
-            tensor = (tensor.float() + mixed).to(out_dtype or tensor.dtype)
-        writer.add(name, tensor)
-    writer.close()
-    for item in base_dir.iterdir():
-        if item.is_file() and not item.name.endswith(".safetensors") and item.name != "model.safetensors.index.json":
-            shutil.copy2(item, target / item.name)
-    (target / "traitlab_merge.json").write_text(config.model_dump_json(indent=2, by_alias=True))
+    with atomic_folder(target) as partial:  # a failure or Ctrl-C leaves nothing; a rerun starts clean
+        writer = ShardedWriter(partial, shard_bytes)
+        for name in track(base.keys(), "merging", total=len(base.keys())):
+            tensor = base.get(name)
+            if tensor.is_floating_point():
+                mixed = merge_deltas([s.delta(name, tensor) for s in sources], weights, densities,
+                                     config.merge_method, name, config.seed, config.parameters.normalize,
+                                     config.parameters.rescale, config.parameters.lambda_)
+                tensor = (tensor.float() + mixed).to(out_dtype or tensor.dtype)
+            writer.add(name, tensor)
+        writer.close()
+        for item in base_dir.iterdir():
+            if item.is_file() and not item.name.endswith(".safetensors") and \
+                    item.name != "model.safetensors.index.json":
+                shutil.copy2(item, partial / item.name)
+        (partial / "traitlab_merge.json").write_text(config.model_dump_json(indent=2, by_alias=True))
     return target
 
 

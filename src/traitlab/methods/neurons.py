@@ -41,6 +41,7 @@ from traitlab.model import Generation, LoadedModel, neuron_edit, stream_neurons
 from traitlab.model.positions import check_positions
 from traitlab.readers import jsonl_rows
 from traitlab.traits import TraitSpec
+from traitlab.validate import read_text
 
 SIDES = ("pos", "neg")
 F_SLOPE, F_CENTRE = 10.0, 0.15
@@ -388,7 +389,7 @@ def load_npti_descriptions(path: str | Path, trait: str) -> dict[str, list[str]]
     source = Path(path).expanduser()
     if not source.is_file():
         raise ConfigError(f"description file {source} not found")
-    text = source.read_text(encoding="utf-8")
+    text = read_text(source, "description file")
     try:
         data = json.loads(text)
         rows = data if isinstance(data, list) else [data]

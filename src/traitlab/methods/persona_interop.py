@@ -19,13 +19,11 @@ import torch
 from traitlab.errors import ArtifactError, ConfigError
 from traitlab.methods.persona_vectors import VARIANTS, PersonaVector
 from traitlab.model import LoadedModel
+from traitlab.validate import finite, finite_tensors, output_file
 
 
-def import_pt(path: str | Path, lm: LoadedModel, layer: int | None = None,
-              variant: str = "response_avg") -> PersonaVector:
-    """A persona_vectors ``[L+1, d]`` tensor file as a ``PersonaVector`` for ``lm``."""
-    if variant not in VARIANTS:
-        raise ConfigError(f"unknown variant '{variant}'; use one of {', '.join(VARIANTS)}")
+def read_pt(path: str | Path) -> torch.Tensor:
+    """The tensor of a persona_vectors ``.pt`` file, checked (a 2-D finite float tensor) before any model loads."""
     source = Path(path)
     if not source.is_file():
         raise ArtifactError(f"persona vector file {source} not found")
@@ -33,6 +31,21 @@ def import_pt(path: str | Path, lm: LoadedModel, layer: int | None = None,
         table = torch.load(source, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for foreign files
         raise ArtifactError(f"{source} is not a readable torch tensor file ({type(exc).__name__})") from None
+    if not isinstance(table, torch.Tensor) or table.dim() != 2 or not table.is_floating_point():
+        shape = tuple(table.shape) if isinstance(table, torch.Tensor) else type(table).__name__
+        raise ArtifactError(f"{source} holds {shape}; a persona_vectors file holds one [L+1, d] float tensor")
+    finite_tensors({"vectors": table}, str(source))
+    return table
+
+
+def import_pt(path: str | Path, lm: LoadedModel, layer: int | None = None,
+              variant: str = "response_avg", table: torch.Tensor | None = None) -> PersonaVector:
+    """A persona_vectors ``[L+1, d]`` tensor file (or its ``table`` from ``read_pt``) as a ``PersonaVector``."""
+    if variant not in VARIANTS:
+        raise ConfigError(f"unknown variant '{variant}'; use one of {', '.join(VARIANTS)}")
+    source = Path(path)
+    if table is None:
+        table = read_pt(source)
     expected = (lm.num_layers + 1, lm.hidden_size)
     if not isinstance(table, torch.Tensor) or tuple(table.shape) != expected:
         shape = tuple(table.shape) if isinstance(table, torch.Tensor) else type(table).__name__
@@ -48,9 +61,9 @@ def export_gguf(vector: PersonaVector, path: str | Path, model_hint: str) -> Pat
     import gguf
     import numpy as np
 
-    target = Path(path)
-    if not target.parent.is_dir():
-        raise ConfigError(f"cannot write {target}: folder {target.parent} does not exist")
+    target = output_file(path, "control vector")
+    finite_tensors({f"direction.{k}": vector.scale * v for k, v in vector.vectors.items()},
+                   f"refusing to write {target}")
     layers = sorted(layer for layer in vector.vectors if layer >= 1)
     if not layers:
         raise ConfigError("GGUF control vectors have no layer 0; steer at a layer ≥ 1")
@@ -66,8 +79,8 @@ def export_gguf(vector: PersonaVector, path: str | Path, model_hint: str) -> Pat
     return target
 
 
-def import_gguf(path: str | Path, lm: LoadedModel) -> PersonaVector:
-    """A GGUF control vector as a ``PersonaVector`` steering at every layer the file names (scale 1)."""
+def read_gguf(path: str | Path) -> dict[int, torch.Tensor]:
+    """The ``direction.N`` tensors of a GGUF control vector, checked (finite, at least one) before any model."""
     import gguf
 
     source = Path(path)
@@ -77,21 +90,33 @@ def import_gguf(path: str | Path, lm: LoadedModel) -> PersonaVector:
         reader = gguf.GGUFReader(str(source))
     except Exception as exc:  # the gguf reader raises ValueError/KeyError/struct.error on foreign files
         raise ArtifactError(f"{source} is not a readable GGUF file ({type(exc).__name__})") from None
-    table = torch.zeros(lm.num_layers + 1, lm.hidden_size)
-    layers = []
+    directions = {}
     for tensor in reader.tensors:
         match = re.fullmatch(r"direction\.(\d+)", tensor.name)
-        if not match:
-            continue
-        layer = int(match.group(1))
-        data = torch.from_numpy(tensor.data.copy()).float().reshape(-1)
+        if match:
+            directions[int(match.group(1))] = torch.from_numpy(tensor.data.copy()).float().reshape(-1)
+    if not directions:
+        raise ArtifactError(f"{source} holds no direction.N tensors: not a control vector")
+    finite_tensors({f"direction.{k}": v for k, v in directions.items()}, str(source))
+    return directions
+
+
+def import_gguf(path: str | Path, lm: LoadedModel, directions: dict[int, torch.Tensor] | None = None
+                ) -> PersonaVector:
+    """A GGUF control vector (or its ``read_gguf`` directions) as a ``PersonaVector`` steering at every layer
+    the file names (scale 1)."""
+    source = Path(path)
+    if directions is None:
+        directions = read_gguf(source)
+    table = torch.zeros(lm.num_layers + 1, lm.hidden_size)
+    layers = []
+    for layer, data in directions.items():
+        name = f"direction.{layer}"
         if not 1 <= layer <= lm.num_layers or data.numel() != lm.hidden_size:
-            raise ArtifactError(f"{source}: {tensor.name} with {data.numel()} values does not fit this model "
+            raise ArtifactError(f"{source}: {name} with {data.numel()} values does not fit this model "
                                 f"(layers 1..{lm.num_layers}, hidden size {lm.hidden_size})")
         table[layer] = data
         layers.append(layer)
-    if not layers:
-        raise ArtifactError(f"{source} holds no direction.N tensors: not a control vector")
     return PersonaVector({"response_avg": table}, sorted(layers), fingerprint=lm.fingerprint,
                          extra={"imported_from": source.name})
 
@@ -114,7 +139,8 @@ def parse_expression(expression: str) -> list[tuple[float, str]]:
         if not match:
             raise ConfigError(f"cannot parse term '{term}' in '{expression}'; "
                               "write e.g. '2*a.safetensors - b.safetensors'")
-        terms.append((sign * float(match.group("coef") or 1.0), match.group("path")))
+        coef = finite(sign * float(match.group("coef") or 1.0), f"coefficient of {match.group('path')}")
+        terms.append((coef, match.group("path")))
     return terms
 
 
@@ -128,6 +154,10 @@ def combine(expression: str) -> PersonaVector:
     for other, (_, path) in zip(vectors[1:], terms[1:], strict=True):
         if first.fingerprint and other.fingerprint and first.fingerprint.mismatches(other.fingerprint):
             raise ArtifactError(f"{path} was made for another model than {terms[0][1]}")
+        mine, theirs = first.directions[first.variant].shape, other.directions[other.variant].shape
+        if mine != theirs:
+            raise ArtifactError(f"{path} holds [L+1, d] = {list(theirs)}, {terms[0][1]} holds {list(mine)}: "
+                                "vectors of different shapes cannot be added")
     shared = set.intersection(*(set(v.directions) for v in vectors))
     directions = {variant: sum(c * v.directions[variant] for (c, _), v in zip(terms, vectors, strict=True))
                   for variant in sorted(shared)}

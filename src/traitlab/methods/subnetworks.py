@@ -44,6 +44,7 @@ from traitlab.errors import ArtifactError, ConfigError
 from traitlab.interventions import Coef, Intervention, kwargs_from_meta
 from traitlab.methods.subnet_masks import pack_bits, popcount, unpack_bits
 from traitlab.model import LoadedModel
+from traitlab.validate import atomic_folder, finite, finite_tensors, output_folder, shielded
 
 BLOCK_CONVENTION = "0-based decoder block index; block k produces layer k+1"
 MASK_LAYOUT = "parameter layout (nn.Linear [out, in]; GPT-2 Conv1D [in, out]); bit 1 = kept; packbits big-endian"
@@ -185,7 +186,7 @@ class SubnetworkMask(Intervention):
         try:
             yield
         finally:
-            applied.restore()
+            shielded(applied.restore)  # a second Ctrl-C must not leave weights half-restored
 
     def tensors(self) -> dict[str, torch.Tensor]:
         return {f"mask/{name}": packed for name, packed in self.packed.items()}
@@ -293,14 +294,11 @@ class SubnetworkSet:
 
 def export_checkpoint(lm: LoadedModel, mask: Intervention, out: str | Path) -> Path:
     """Write a plain HF checkpoint (config, safetensors weights, tokenizer) of ``lm`` with ``mask`` applied."""
-    target = Path(out)
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise ConfigError(f"export folder {target} exists and is not empty")
-    if not target.parent.is_dir():
-        raise ConfigError(f"cannot write {target}: folder {target.parent} does not exist")
+    target = output_folder(out, "export folder")
+    finite(mask.scale, f"scale of {mask.name}")
     mask.check_model(lm)
-    target.mkdir(exist_ok=True)
-    with mask.applied(lm):
-        lm.model.save_pretrained(target)
-    lm.tokenizer.save_pretrained(target)
+    with atomic_folder(target) as partial, mask.applied(lm):  # a failure or Ctrl-C leaves nothing behind
+        finite_tensors(dict(lm.model.state_dict()), f"refusing to export {target}")
+        lm.model.save_pretrained(partial)
+        lm.tokenizer.save_pretrained(partial)
     return target

@@ -17,6 +17,7 @@ import torch
 from traitlab.errors import ArtifactError, ConfigError
 from traitlab.interventions import Coef, Intervention, kwargs_from_meta
 from traitlab.model.loaded import LoadedModel
+from traitlab.validate import shielded
 
 
 class WeightEdit(Intervention):
@@ -49,9 +50,12 @@ class WeightEdit(Intervention):
                     self.edit(name, data, float(coef))
             yield
         finally:
-            with torch.no_grad():
-                for name, original in saved.items():
-                    parameters[name].data.copy_(original)
+            def restore() -> None:
+                with torch.no_grad():
+                    for name, original in saved.items():
+                        parameters[name].data.copy_(original)
+
+            shielded(restore)  # a second Ctrl-C must not leave weights half-restored
 
 
 class WeightDelta(WeightEdit):

@@ -113,7 +113,7 @@ def _has(root: nn.Module, path: str | None) -> bool:
         return True
     try:
         get_path(root, path)
-    except AttributeError:
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError):
         return False
     return True
 
@@ -173,8 +173,8 @@ def guess_family(model: nn.Module) -> Family | None:
 
 
 def _missing_parts(model: nn.Module, family: Family) -> list[str]:
-    if not _has(model, family.layers):
-        return [family.layers]
+    if not _has(model, family.layers) or not isinstance(get_path(model, family.layers), nn.ModuleList):
+        return [f"{family.layers} (a ModuleList of decoder blocks)"]
     block = get_path(model, family.layers)[0]
     inner = [family.mlp, family.act, family.down, family.attn_out, family.gate, family.up, family.gate_up]
     missing = [p for p in inner if not _has(block, p)]
@@ -215,6 +215,10 @@ def _family_from_mapping(fields: Mapping[str, Any], model_type: str) -> Family:
     unknown = set(merged) - known
     if unknown:
         raise FamilyError(f"unknown family override field(s): {', '.join(sorted(unknown))}")
+    optional = {"gate", "up", "gate_up"}
+    wrong = [k for k, v in merged.items() if not (isinstance(v, str) or (v is None and k in optional))]
+    if wrong:
+        raise FamilyError(f"family override field(s) {', '.join(sorted(wrong))} must be module paths (strings)")
     try:
         return Family(**merged)
     except TypeError as exc:

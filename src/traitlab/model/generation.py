@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import inspect
+import math
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -87,6 +88,10 @@ class SamplingParams:
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
             raise ConfigError(f"max_new_tokens must be ≥ 1, got {self.max_new_tokens}")
+        if not all(math.isfinite(v) for v in (self.temperature, self.top_p)):
+            raise ConfigError(f"temperature and top_p must be finite, got {self.temperature}, {self.top_p}")
+        if not -(2**63) <= self.seed < 2**64:
+            raise ConfigError(f"seed must fit in 64 bits, got {self.seed}")
         if self.temperature < 0:
             raise ConfigError(f"temperature must be ≥ 0, got {self.temperature}")
         if not 0 < self.top_p <= 1:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from importlib import resources
@@ -175,11 +176,22 @@ def load_model(spec: str, dtype: str | torch.dtype | None = None, device: str | 
 
     source = resolve_spec(spec)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device != "auto":
+        try:
+            torch.device(device)
+        except (RuntimeError, ValueError):
+            raise ConfigError(f"unknown device '{device}'; use cpu, cuda, cuda:N, mps or auto") from None
     torch_dtype = _dtype(dtype, device)
+    # offline unless the user opts in: a hub id missing from the cache fails at once instead of retrying
+    local = os.environ.get("TRAITLAB_ONLINE") != "1" or os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0")
     with library_quiet():
         try:
-            config = AutoConfig.from_pretrained(source)
+            config = AutoConfig.from_pretrained(source, local_files_only=local)
         except (OSError, ValueError, KeyError) as exc:
+            if local and source == spec and not os.path.isdir(spec):
+                raise ModelLoadError(f"model '{spec}' is not in the local Hugging Face cache and traitlab is "
+                                     "offline; set TRAITLAB_ONLINE=1 (and unset HF_HUB_OFFLINE) to download it"
+                                     ) from None
             raise ModelLoadError(f"could not read the config of '{spec}': {str(exc).splitlines()[0]}") from None
         with torch.device("meta"):
             skeleton = AutoModelForCausalLM.from_config(config)
@@ -187,8 +199,9 @@ def load_model(spec: str, dtype: str | torch.dtype | None = None, device: str | 
         del skeleton
         try:
             placement = {"device_map": "auto"} if device == "auto" else {}
-            model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **placement)
-            tokenizer = AutoTokenizer.from_pretrained(source)
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, local_files_only=local,
+                                                         **placement)
+            tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local)
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"could not load '{spec}': {str(exc).splitlines()[0]}") from None
     if device != "auto":

@@ -40,6 +40,7 @@ from traitlab.serve.engine import (
     EngineStopped,
     ErrorEvent,
     GenRequest,
+    Job,
     QueueFull,
     TokenEvent,
     TokenLogprob,
@@ -97,13 +98,41 @@ class BodyLimit:
         self.app, self.limit = app, limit
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            length = dict(scope.get("headers") or []).get(b"content-length")
-            if length is not None and (not length.isdigit() or int(length) > self.limit):
-                response = error_json(413, f"request body over {self.limit} bytes", code="body_too_large")
-                await response(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        too_large = error_json(413, f"request body over {self.limit} bytes", code="body_too_large")
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.limit):
+            await too_large(scope, receive, send)
+            return
+        # a chunked (or lying) body is counted as it arrives: read up to the limit, then refuse
+        chunks, total = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                chunks.append(message)
+                break
+            total += len(message.get("body", b""))
+            if total > self.limit:
+                await too_large(scope, receive, send)
                 return
-        await self.app(scope, receive, send)
+            chunks.append(message)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(m.get("body", b"") for m in chunks if m["type"] == "http.request")
+        replayed = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                if chunks and chunks[-1]["type"] != "http.request":
+                    return chunks[-1]
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
 
 
 def create_app(engine: Engine, model_name: str, api_key: str | None = None,
@@ -179,8 +208,11 @@ def create_app(engine: Engine, model_name: str, api_key: str | None = None,
     # ---- API -----------------------------------------------------------------------------------------------
 
     @app.get("/health", dependencies=auth)
-    async def health() -> dict[str, Any]:
-        return {"status": "ok" if engine.running else "stopped"}
+    async def health() -> Any:
+        if engine.running:
+            return {"status": "ok"}
+        body = {"status": "stopped", **({"error": engine.died} if engine.died else {})}
+        return JSONResponse(body, status_code=503)
 
     @app.get("/v1/models", dependencies=auth)
     async def models() -> dict[str, Any]:
@@ -331,7 +363,7 @@ def create_app(engine: Engine, model_name: str, api_key: str | None = None,
         return out
 
     @app.post("/v1/monitor", dependencies=auth)
-    async def monitor_route(body: MonitorRequest) -> dict[str, Any]:
+    async def monitor_route(body: MonitorRequest, request: Request) -> dict[str, Any]:
         check_model(body.model)
         scales = resolve(body.persona)
         wanted = body.personas if body.personas is not None else list(engine.directions)
@@ -350,13 +382,24 @@ def create_app(engine: Engine, model_name: str, api_key: str | None = None,
                 return monitor.project_conversation(lm, turns, system, dirs, engine.tokenizer_lock)
 
         try:
-            future = engine.call(job, engine.personas.shared_key(scales))
+            queued = engine.call_job(Job(job, engine.personas.shared_key(scales), queued=True))
+        except QueueFull as exc:
+            raise APIError(429, str(exc), "rate_limit_error", code="queue_full", headers={"Retry-After": "1"}) from None
         except EngineStopped as exc:
             raise APIError(503, str(exc), "server_error", code="unavailable") from None
+        waiting = asyncio.wrap_future(queued.future)
         try:
-            result = await asyncio.wrap_future(future)
+            while True:  # like chat: a client that leaves cancels its job
+                done, _ = await asyncio.wait({waiting}, timeout=DISCONNECT_POLL_S)
+                if done:
+                    break
+                if await request.is_disconnected():
+                    raise APIError(499, "client closed the request", code="client_closed")
+            result = waiting.result()
         except TraitlabError as exc:
             raise APIError(400, str(exc)) from None
+        finally:
+            engine.cancel_job(queued)
         for token in result["tokens"]:
             token["gauges"] = {name: round(dirs[name].gauge(v), 6) for name, v in token["projections"].items()}
         return {"object": "persona.monitor", "model": model_name, "persona": scales,

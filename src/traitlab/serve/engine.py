@@ -119,6 +119,7 @@ class Job:
     future: concurrent.futures.Future[Any] = dataclasses.field(default_factory=concurrent.futures.Future)
     cancelled: threading.Event = dataclasses.field(default_factory=threading.Event)
     submitted: float = dataclasses.field(default_factory=time.monotonic)
+    queued: bool = False  # a client's request: counts against max_queue
 
 
 @dataclasses.dataclass(eq=False)
@@ -161,6 +162,7 @@ class Engine:
         self._shared: contextlib.ExitStack | None = None
         self._thread: threading.Thread | None = None
         self._running = False
+        self.died: str | None = None  # why the model thread ended unexpectedly (reported by /health)
         self._ready = threading.Event()
         self._startup_error: BaseException | None = None
         self._logits_to_keep = {"logits_to_keep": 1} if _accepts_logits_to_keep(lm.model) else {}
@@ -190,28 +192,48 @@ class Engine:
 
     @property
     def running(self) -> bool:
-        return self._running and self._thread is not None
+        return self._running and self._thread is not None and self._thread.is_alive()
 
     def submit(self, req: GenRequest) -> None:
         with self._cv:
             if not self.running:
                 raise EngineStopped("the engine is not running")
-            if sum(isinstance(w, GenRequest) for w in self._waiting) >= self.max_queue:
+            if self._queued() >= self.max_queue:
                 self.stats["rejected"] += 1
                 raise QueueFull(f"the queue is full ({self.max_queue} waiting requests); retry later")
             self._waiting.append(req)
             self.stats["submitted"] += 1
             self._cv.notify_all()
 
-    def call(self, fn: Callable[[LoadedModel], Any], key: SharedKey = ()) -> concurrent.futures.Future[Any]:
-        """Run ``fn(lm)`` on the model thread between steps, under the weight state of ``key``."""
-        job = Job(fn, key)
+    def call(self, fn: Callable[[LoadedModel], Any], key: SharedKey = (), queued: bool = False
+             ) -> concurrent.futures.Future[Any]:
+        """Run ``fn(lm)`` on the model thread between steps, under the weight state of ``key``. A ``queued``
+        job (a client's request, e.g. ``/v1/monitor``) counts against ``max_queue`` like a chat request."""
+        return self.call_job(Job(fn, key, queued=queued)).future
+
+    def call_job(self, job: Job) -> Job:
+        """``call`` with the ``Job`` returned, so a caller can cancel it (``cancel_job``) when its client leaves."""
         with self._cv:
             if not self.running:
                 raise EngineStopped("the engine is not running")
+            if job.queued and self._queued() >= self.max_queue:
+                self.stats["rejected"] += 1
+                raise QueueFull(f"the queue is full ({self.max_queue} waiting requests); retry later")
             self._waiting.append(job)
             self._cv.notify_all()
-        return job.future
+        return job
+
+    def cancel_job(self, job: Job) -> None:
+        """Drop a job that has not started (its client left); a running one finishes, its result unread."""
+        job.cancelled.set()
+        job.future.cancel()
+        with self._cv:
+            with contextlib.suppress(ValueError):
+                self._waiting.remove(job)
+            self._cv.notify_all()
+
+    def _queued(self) -> int:
+        return sum(isinstance(w, GenRequest) or (isinstance(w, Job) and w.queued) for w in self._waiting)
 
     def cancel(self, req: GenRequest) -> None:
         """Stop a request (client gone): it leaves the queue now, or the batch before the next step."""
@@ -260,15 +282,30 @@ class Engine:
                 admitted = self._next_work()
                 if admitted is None:
                     break
-                for item in admitted:
-                    if isinstance(item, Job):
-                        self._run_job(item)
-                    else:
-                        self._prefill(item)
-                if self._rows:
-                    self._decode()
+                try:
+                    for item in admitted:
+                        if isinstance(item, Job):
+                            self._run_job(item)
+                        else:
+                            self._prefill(item)
+                    if self._rows:
+                        self._decode()
+                except Exception as exc:  # never let one request stop the scheduler: fail what was running
+                    log.exception("a scheduler step failed")
+                    self._fail_running(f"generation failed: {exc}")
+        except BaseException as exc:
+            self.died = f"{type(exc).__name__}: {exc}"
+            raise
         finally:
             self._shutdown()
+
+    def _fail_running(self, message: str) -> None:
+        """Fail every row in the batch with ``message`` (each in its own response) and drop the cache."""
+        for row in self._rows:
+            with contextlib.suppress(Exception):
+                row.req.sink(ErrorEvent(message))
+        self.stats["failed"] += len(self._rows)
+        self._rows, self._cache = [], None
 
     def _probe(self) -> bool:
         ids = torch.tensor([[self.lm.tokenizer.pad_token_id] * 2], device=self.lm.device)
@@ -361,7 +398,7 @@ class Engine:
             yield
 
     def _run_job(self, job: Job) -> None:
-        if job.future.set_running_or_notify_cancel():
+        if not job.cancelled.is_set() and job.future.set_running_or_notify_cancel():
             try:
                 job.future.set_result(job.fn(self.lm))
             except BaseException as exc:  # handed to the caller
@@ -411,10 +448,7 @@ class Engine:
                                     use_cache=True, **cache_kwargs(self.lm.model, self._cache))
         except Exception as exc:  # fail the batch, keep serving
             log.exception("decode step failed")
-            for row in rows:
-                row.req.sink(ErrorEvent(f"generation failed: {exc}"))
-            self.stats["failed"] += len(rows)
-            self._rows, self._cache = [], None
+            self._fail_running(f"generation failed: {exc}")
             return
         self.stats["steps"] += 1
         for row in rows:
@@ -444,17 +478,28 @@ class Engine:
                 row.summaries.setdefault(name, monitor.RowSummary()).add(value, prompt)
 
     def _advance(self, rows: list[Row], logits: torch.Tensor) -> None:
-        """Sample one token per row and emit it; marks finished rows."""
+        """Sample one token per row and emit it; marks finished rows. A row whose sampling fails (NaN logits from
+        a broken persona) gets its error and leaves; the other rows of the batch go on."""
         tokens: list[int] = []
         for i, row in enumerate(rows):
-            tokens.append(self._sample(row, logits[i]))
+            try:
+                tokens.append(self._sample(row, logits[i]))
+            except Exception as exc:
+                log.warning("sampling failed for one request: %s", exc)
+                row.req.sink(ErrorEvent(f"generation failed: {exc}"))
+                row.finish = "error"
+                self.stats["failed"] += 1
+                tokens.append(0)
         logprobs = self._logprobs(rows, logits, tokens)
         with self.tokenizer_lock:
             for row, token, lp in zip(rows, tokens, logprobs, strict=True):
-                self._emit(row, token, lp)
+                if row.finish != "error":
+                    self._emit(row, token, lp)
 
     def _sample(self, row: Row, logits: torch.Tensor) -> int:
         req = row.req
+        if not bool(torch.isfinite(logits).any()):
+            raise TraitlabError("the model produced no finite logits (a persona with NaN/inf values?)")
         if req.temperature == 0:
             return int(logits.argmax())
         params = SamplingParams(1, req.temperature, req.top_p, 0, 0)

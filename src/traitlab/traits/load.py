@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from traitlab.errors import ConfigError, validation_message
 from traitlab.traits.spec import TraitSpec
+from traitlab.validate import read_text
 
 LIBRARY = Path(str(resources.files("traitlab.traits"))) / "library"
 
@@ -30,7 +31,7 @@ def _validated(data: Any, source: str) -> TraitSpec:
 
 def _read_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text())
+        return json.loads(read_text(path, "trait file"))
     except FileNotFoundError:
         raise ConfigError(f"trait file {path} not found") from None
     except json.JSONDecodeError as exc:
