@@ -20,7 +20,7 @@ def model_row(model: BuiltinModel) -> dict[str, Any]:
     folder = cached_folder(model.sha256) if model.sha256 else None
     return {
         "name": model.name, "title": model.title, "family": model.family, "parameters": model.parameters,
-        "installed": model.installed(),
+        "installed": not model.parts or paths is not None,
         "size_mb": round(sum(p.stat().st_size for p in paths) / 2**20) if paths else model.download_mb,
         "cached": bool(folder and (folder / SOURCE_FILE).is_file()) if model.parts else None,
         "cache_folder": str(folder) if folder else None,
