@@ -1,5 +1,11 @@
 """``python -m traitlab`` runs the CLI."""
 
-from traitlab.cli import main
+import sys
+
+try:
+    from traitlab.cli import main
+except KeyboardInterrupt:  # Ctrl-C while the CLI is still importing
+    print("error: interrupted", file=sys.stderr)
+    sys.exit(130)
 
 main()

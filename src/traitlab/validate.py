@@ -130,7 +130,31 @@ def atomic_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
             target.rmdir()  # empty (checked above)
         os.replace(temporary, target)
     finally:
-        shutil.rmtree(temporary, ignore_errors=True)
+        shielded(lambda: shutil.rmtree(temporary, ignore_errors=True))
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike[str], mode: str = "w", encoding: str | None = "utf-8",
+                newline: str | None = None) -> Iterator[Any]:
+    """Write one file through a hidden temporary sibling (``.NAME.tmp``), renamed over ``path`` only when the
+    block finishes; on any failure or Ctrl-C the temporary is removed and ``path`` is untouched."""
+    target = Path(path)
+    temporary = target.with_name(f".{target.name}.tmp")
+    binary = "b" in mode
+    try:
+        with temporary.open(mode, encoding=None if binary else encoding,
+                            newline=None if binary else newline) as handle:
+            yield handle
+        os.replace(temporary, target)
+    finally:
+        shielded(lambda: temporary.unlink(missing_ok=True))
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
+    """``Path.write_text`` (UTF-8) through ``atomic_file``: ``path`` holds the old content or the whole new one."""
+    with atomic_file(path) as handle:
+        handle.write(text)
+    return Path(path)
 
 
 def shielded(fn: Callable[[], T]) -> T:

@@ -71,7 +71,8 @@ app.add_typer(axis.app, name="axis")
 
 
 def main() -> None:
-    """Console entry point: typer handles usage errors (exit 2); user errors print one line and exit 2."""
+    """Console entry point: typer handles usage errors (exit 2); user errors print one line and exit 2; Ctrl-C
+    prints ``error: interrupted`` and exits 130."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
@@ -79,6 +80,10 @@ def main() -> None:
     warnings.simplefilter("ignore")  # library chatter; --verbose turns it back on
     try:
         app()
+    except SystemExit as exc:  # typer turns Ctrl-C into a silent exit 130; say why in the one error line
+        if exc.code == 130 and _interrupted(exc):
+            _interrupt()
+        raise
     except TraitlabError as exc:
         _fail(str(exc))
     except UnicodeError as exc:  # e.g. invalid UTF-8 in an argument or a file read without validate.read_text
@@ -86,9 +91,27 @@ def main() -> None:
     except OSError as exc:  # a path the user gave: a folder, unwritable, full disk, ...
         where = f" {exc.filename}" if exc.filename else ""
         _fail(f"cannot use{where}: {exc.strerror or exc}")
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        sys.exit(130)
+    except KeyboardInterrupt:  # a Ctrl-C outside typer's own handler (e.g. while a result is printed)
+        _interrupt()
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """Whether a KeyboardInterrupt is somewhere in the cause/context chain of ``exc``."""
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        if isinstance(link, KeyboardInterrupt):
+            return True
+        seen.add(id(link))
+        link = link.__cause__ or link.__context__
+    return False
+
+
+def _interrupt() -> None:
+    """Ctrl-C: one ``error: interrupted`` line and exit 130 (128 + SIGINT). Writers have already removed their
+    partial output in their ``finally`` blocks (``validate.atomic_folder``, ``validate.atomic_file``)."""
+    print("error: interrupted", file=sys.stderr)
+    sys.exit(130)
 
 
 def _fail(message: str) -> None:

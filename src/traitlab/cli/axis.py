@@ -12,7 +12,7 @@ from rich.table import Table
 from traitlab.cli.common import DEVICE, DTYPE, MODEL, console, key_value_table
 from traitlab.cli.vectors import parse_numbers
 from traitlab.errors import ConfigError
-from traitlab.validate import output_file
+from traitlab.validate import atomic_file, output_file
 
 if TYPE_CHECKING:
     from traitlab.methods.persona_space import PersonaSpace
@@ -224,7 +224,7 @@ def drift(
                       f"{row['d_vs_reference']:+.2f}", f"{row['d_last_prompt_vs_reference']:+.2f}")
     console.print(table)
     if out is not None:
-        with out.open("w", encoding="utf-8") as handle:
+        with atomic_file(out) as handle:
             for kind, kind_readings in by_type.items():
                 for n, conv in enumerate(kind_readings):
                     for reading in conv:

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from traitlab.cli.common import DEVICE, DTYPE, FAMILY, MODEL, console, read_family
 from traitlab.errors import ConfigError, validation_message
-from traitlab.validate import output_file
+from traitlab.validate import output_file, write_text_atomic
 
 BIG_FIVE_CSV = "openness,conscientiousness,extraversion,agreeableness,neuroticism"
 SUITES_CSV = "questionnaire,situational,coherence,capability"
@@ -132,7 +132,7 @@ def eval_(
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         payload = {"model": model, "apply": apply, "system": system, "judge": judges.kind, **result}
-        out.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+        write_text_atomic(out, json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
         console.print(f"results: {out}")
 
 

@@ -11,6 +11,7 @@ from traitlab.cli.common import MODEL, console
 from traitlab.cli.vectors import _load_vector
 from traitlab.errors import ConfigError
 from traitlab.model import load_model
+from traitlab.validate import atomic_folder, output_folder
 
 
 def finetune(
@@ -37,8 +38,7 @@ def finetune(
     settings = FinetuneSettings(method=method, epochs=epochs, learning_rate=learning_rate,  # type: ignore[arg-type]
                                 batch_size=batch_size, seed=seed)
     conversations = load_chat_jsonl(data)
-    if out.exists() and any(out.iterdir()):
-        raise ConfigError(f"output folder {out} is not empty")
+    output_folder(out)
     steering = None
     if steer:
         path, coef = parse_apply_spec(steer)
@@ -46,9 +46,9 @@ def finetune(
     shift = _load_vector(shift_vector) if shift_vector else None
     lm = load_model(model)
     tuned = run_finetune(lm, conversations, settings, steering)
-    out.mkdir(parents=True, exist_ok=True)
-    tuned.model.save_pretrained(out)
-    lm.tokenizer.save_pretrained(out)
+    with atomic_folder(out) as partial:  # a failure or Ctrl-C while saving leaves no half checkpoint
+        tuned.model.save_pretrained(partial)
+        lm.tokenizer.save_pretrained(partial)
     console.print(f"wrote the finetuned checkpoint to {out}")
     if shift is not None:
         from traitlab.monitor import finetune_shift

@@ -11,6 +11,7 @@ import typer
 
 from traitlab.cli.common import console
 from traitlab.errors import ConfigError
+from traitlab.validate import output_file, write_text_atomic
 
 app = typer.Typer(no_args_is_help=True, help="Offline judges: score replies, validate judges, fit the shipped "
                                                "embedding judge.")
@@ -101,6 +102,8 @@ def score(
     from traitlab.evaluation.offline import read_rows, resolve_traits, score_rows
 
     kind = _check_judge(judge, judge_url, judge_model)
+    if output is not None:
+        output_file(output, "--output")
     if coherence not in ("reference", "judge", "none"):
         raise ConfigError(f"unknown --coherence '{coherence}'; use reference, judge or none")
     if coherence == "judge" and (kind == "embedding" or kind == "oracle" or kind.endswith(".safetensors")):
@@ -135,7 +138,7 @@ def score(
     if output is None:
         sys.stdout.write(lines)
     else:
-        output.write_text(lines, encoding="utf-8")
+        write_text_atomic(output, lines)
         console.print(f"wrote {len(records)} rows to {output}")
 
 
@@ -217,9 +220,7 @@ def fit(
     from traitlab.evaluation.embedding_judge import WEIGHTS
     from traitlab.evaluation.judge_fit import fit_big_five
 
-    out = out or WEIGHTS
-    if not out.parent.is_dir():
-        raise ConfigError(f"folder {out.parent} not found")
+    out = output_file(out or WEIGHTS, "--out")
     judge = fit_big_five(seed)
     sets = jv.load_sets(data)
     validity: dict[str, Any] = {t: {} for t in judge.traits}

@@ -11,7 +11,7 @@ from rich.table import Table
 from traitlab.cli.common import MODEL, console, key_value_table
 from traitlab.errors import ConfigError, validation_message
 from traitlab.traits import BIG_FIVE, load_trait
-from traitlab.validate import output_folder
+from traitlab.validate import output_file, output_folder
 
 app = typer.Typer(help="Personality vectors: make training data, take φ = θ_tuned − θ_base, merge and apply.",
                   no_args_is_help=True)
@@ -43,8 +43,7 @@ def data(
 
     if pole not in ("high", "low"):
         raise ConfigError(f"--pole must be high or low, not '{pole}'")
-    if not out.parent.is_dir():
-        raise ConfigError(f"cannot write {out}: folder {out.parent} does not exist")
+    output_file(out)
     if big5chat is not None and self_report is not None:
         raise ConfigError("--self-report distils the model's own answers; it does not combine with --from-big5chat")
     if big5chat is not None:
@@ -83,6 +82,7 @@ def vector(
         raise ConfigError(f"unknown dtype '{dtype}'; use {', '.join(DTYPES)}")
     if not tuned.is_dir():
         raise ConfigError(f"tuned model folder {tuned} not found")
+    output_file(out)
     make = vector_from_lora if (tuned / "adapter_config.json").is_file() else vector_from_checkpoints
     path = make(base, tuned, out, trait, pole, DTYPES[dtype])
     console.print(f"wrote {path}")

@@ -15,6 +15,7 @@ from traitlab.errors import ConfigError
 from traitlab.model import load_model
 from traitlab.model.chat import Conversation
 from traitlab.readers import read_jsonl
+from traitlab.validate import atomic_file
 
 
 def read_conversations(path: Path) -> list[Conversation]:
@@ -31,13 +32,11 @@ def read_conversations(path: Path) -> list[Conversation]:
 
 
 def write_csv(rows: list[dict[str, Any]], out: Path) -> None:
-    """Write rows atomically (temporary file, then rename)."""
-    temporary = out.with_name(f".{out.name}.tmp")
-    with temporary.open("w", newline="") as handle:
+    """Write rows atomically (temporary file, then rename; nothing is left on a failure or Ctrl-C)."""
+    with atomic_file(out, newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    temporary.replace(out)
 
 
 def vector_on_model(vector_path: Path, model: str, layer: int | None) -> tuple[Any, Any, int]:

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from traitlab.errors import ConfigError
+from traitlab.validate import output_file, write_text_atomic
 
 app = typer.Typer(help="Build, train and check the persona model organism (traitlab/persona-tiny).",
                   no_args_is_help=True)
@@ -91,6 +92,8 @@ def check(
     from traitlab.organism.check import ORGANISM_DIR, run_check
 
     path = model or ORGANISM_DIR
+    if json_out is not None:
+        output_file(json_out, "--json")
     if not (path / "config.json").is_file():
         raise ConfigError(f"{path} is not a model folder (no config.json); train one with "
                           "`traitlab organism train --out DIR`")
@@ -107,6 +110,6 @@ def check(
         table.add_row(f.name, f.value, f.target, mark)
     _console().print(table)
     if json_out is not None:
-        json_out.write_text(json.dumps(result.numbers, indent=2) + "\n", encoding="utf-8")
+        write_text_atomic(json_out, json.dumps(result.numbers, indent=2) + "\n")
     if not result.passed:
         raise typer.Exit(1)

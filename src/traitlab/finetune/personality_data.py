@@ -14,6 +14,7 @@ from traitlab.evaluation.scoring import parse_first_integer
 from traitlab.model import LoadedModel
 from traitlab.model.chat import Conversation
 from traitlab.traits import TraitSpec
+from traitlab.validate import output_file, write_text_atomic
 
 BIG5CHAT_COLUMNS = ("trait", "level", "train_instruction", "train_input", "train_output")
 
@@ -85,10 +86,5 @@ def _self_report(lm: LoadedModel, spec: TraitSpec, inventory: Inventory, n_per_i
 
 
 def write_chat_jsonl(conversations: list[Conversation], out: str | Path) -> Path:
-    target = Path(out)
-    if not target.parent.is_dir():
-        raise ConfigError(f"cannot write {target}: folder {target.parent} does not exist")
-    temporary = target.with_name(f".{target.name}.tmp")
-    temporary.write_text("".join(json.dumps({"messages": c}) + "\n" for c in conversations))
-    temporary.replace(target)
-    return target
+    target = output_file(out, "chat JSONL")
+    return write_text_atomic(target, "".join(json.dumps({"messages": c}) + "\n" for c in conversations))

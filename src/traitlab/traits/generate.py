@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from traitlab.errors import ConfigError
 from traitlab.traits.spec import TraitSpec
+from traitlab.validate import output_file
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 N_PAIRS = 5
@@ -75,9 +76,7 @@ def resolve_output(name: str, out: str | Path | None) -> Path:
         target = target / f"{name}.json"
     if target.suffix != ".json":
         raise ConfigError(f"output {target} must be a .json file or an existing folder")
-    if not target.parent.is_dir():
-        raise ConfigError(f"cannot write {target}: folder {target.parent} does not exist")
-    return target
+    return output_file(target, "output")
 
 
 def meta_prompt(name: str, description: str) -> str:

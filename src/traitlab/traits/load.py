@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from traitlab.errors import ConfigError, validation_message
 from traitlab.traits.spec import TraitSpec
-from traitlab.validate import read_text
+from traitlab.validate import output_file, read_text, write_text_atomic
 
 LIBRARY = Path(str(resources.files("traitlab.traits"))) / "library"
 
@@ -69,8 +69,5 @@ def load_trait(name_or_path: str | Path) -> TraitSpec:
 
 
 def save_trait(spec: TraitSpec, path: str | Path) -> Path:
-    target = Path(path)
-    if not target.parent.is_dir():
-        raise ConfigError(f"cannot write {target}: folder {target.parent} does not exist")
-    target.write_text(spec.model_dump_json(indent=2) + "\n")
-    return target
+    target = output_file(path, "trait spec")
+    return write_text_atomic(target, spec.model_dump_json(indent=2) + "\n")
