@@ -14,7 +14,7 @@ from traitlab.errors import ConfigError, TraitlabError
 from traitlab.evaluation import suite as suite_module
 from traitlab.evaluation.config import load_experiment
 from traitlab.evaluation.recipes import RECIPES, Params, Recipe
-from traitlab.evaluation.runner import read_results, run_experiment
+from traitlab.evaluation.runner import COMPLETE, partial_folder, read_results, run_experiment
 
 SPEC = {"name": "tiny_extraversion", "trait": "extraversion", "pole": "high",
         "instruction": [{"pos": "Be loud.", "neg": "Be quiet."},
@@ -125,6 +125,69 @@ def test_run_resume_and_report(experiment, tmp_path, monkeypatch, llama):
     assert html.count("data:image/png;base64,") >= 2 and "<script" not in html
     header = (out / "summary.csv").read_text().splitlines()[0]
     assert header.startswith("label,method,trait,pole,scale,seeds,questionnaire,trait_expression")
+
+
+def test_an_interrupted_run_is_never_a_finished_folder_and_resumes(experiment, tmp_path, monkeypatch, llama):
+    """Ctrl-C after the first cell: no results folder yet (only .out.partial with that one committed cell, no
+    run.json); the rerun evaluates only the two missing cells and renames the folder into place with run.json."""
+    path, _ = experiment
+    calls = []
+    real = suite_module.evaluate
+
+    def interrupted(*args, **kwargs):
+        calls.append(args[1])
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(suite_module, "evaluate", interrupted)
+    out, partial = tmp_path / "out", partial_folder(tmp_path / "out")
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(path, out, progress=False, lm=llama)
+    assert not out.exists() and partial.is_dir()
+    assert len(read_results(partial / "results.jsonl")) == 1 and not (partial / COMPLETE).exists()
+    assert not (partial / "report.html").exists()
+
+    calls.clear()
+    monkeypatch.setattr(suite_module, "evaluate", lambda *a, **k: (calls.append(a[1]), real(*a, **k))[1])
+    rows = run_experiment(path, out, progress=False, lm=llama)
+    assert len(calls) == 2 and len(rows) == 3 and not partial.exists()
+    record = json.loads((out / COMPLETE).read_text())
+    assert record["cells"] == 3 and record["keys"] == [r["key"] for r in rows]
+    assert (out / "report.html").is_file() and len(read_results(out / "results.jsonl")) == 3
+
+
+def test_results_folder_checks(experiment, tmp_path, no_model_load, monkeypatch):
+    path, _ = experiment
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="holds no traitlab run"):
+        run_experiment(path, busy)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match="is a file"):
+        run_experiment(path, tmp_path / "file")
+    monkeypatch.chdir(busy)
+    for folder in (".", ".."):
+        with pytest.raises(ConfigError, match="working folder"):
+            run_experiment(path, folder)
+    assert (busy / "notes.txt").read_text() == "mine" and sorted(p.name for p in busy.iterdir()) == ["notes.txt"]
+
+
+def test_a_second_run_on_the_same_folder_is_refused(experiment, tmp_path, llama):
+    import fcntl
+    import os
+
+    path, _ = experiment
+    partial = partial_folder(tmp_path / "out")
+    partial.mkdir()
+    handle = os.open(partial, os.O_RDONLY)
+    fcntl.flock(handle, fcntl.LOCK_EX)  # as a run in another process holds it
+    try:
+        with pytest.raises(ConfigError, match="another run is writing"):
+            run_experiment(path, tmp_path / "out", progress=False, lm=llama)
+    finally:
+        os.close(handle)
 
 
 def test_registered_methods_are_validated(experiment, tmp_path, llama):

@@ -24,7 +24,8 @@ def compare(
                                     help="Results folder (default: traitlab-results/<experiment file name>)."),
     no_report: bool = typer.Option(False, "--no-report", help="Skip summary.csv and report.html."),
 ) -> None:
-    """Run (or resume) an experiment and compare methods side by side: results.jsonl, summary.csv, report.html."""
+    """Run (or resume) an experiment and compare methods side by side: results.jsonl, summary.csv, report.html.
+    An unfinished run waits in .FOLDER.partial and the rerun resumes it; FOLDER appears only when complete."""
     from traitlab.evaluation.config import load_experiment
     from traitlab.evaluation.report import summary_table
     from traitlab.evaluation.runner import RESULTS, run_experiment
@@ -32,8 +33,6 @@ def compare(
 
     config, _ = load_experiment(experiment)
     folder = out or Path("traitlab-results") / experiment.stem
-    if folder.exists() and not folder.is_dir():
-        raise ConfigError(f"results folder {folder} is a file; give a folder (an existing one resumes its run)")
     rows = run_experiment(experiment, folder, progress=not is_quiet(), report=not no_report)
     console.print(summary_table(rows, title=f"{config.name}: {config.model}"))
     console.print(f"results: {folder / RESULTS}" + ("" if no_report else f", {folder / 'report.html'}"))

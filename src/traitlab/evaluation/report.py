@@ -27,6 +27,7 @@ from rich.table import Table
 
 from traitlab.evaluation import scoring
 from traitlab.evaluation.dose import dose_response
+from traitlab.validate import atomic_file, write_text_atomic
 
 METRICS = ("questionnaire", "trait_expression", "expression_var", "coherence", "perplexity", "capability",
            "neutral_perplexity")
@@ -94,7 +95,7 @@ def summary_table(rows: Sequence[dict[str, Any]], title: str = "results") -> Tab
 
 
 def write_summary_csv(rows: Sequence[dict[str, Any]], path: Path) -> Path:
-    with path.open("w", newline="", encoding="utf-8") as handle:
+    with atomic_file(path, newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(COLUMNS))
         writer.writeheader()
         for line in summarize(rows):
@@ -441,7 +442,5 @@ def write_report(rows: Sequence[dict[str, Any]], out_dir: str | os.PathLike[str]
     out.mkdir(parents=True, exist_ok=True)
     csv_path = write_summary_csv(rows, out / "summary.csv")
     html_path = out / "report.html"
-    tmp = html_path.with_suffix(".html.tmp")
-    tmp.write_text(render_html(rows, title, threshold), encoding="utf-8")
-    tmp.replace(html_path)
+    write_text_atomic(html_path, render_html(rows, title, threshold))
     return {"summary": csv_path, "report": html_path}

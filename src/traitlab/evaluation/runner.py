@@ -9,24 +9,35 @@ the cell is done. A cell's ``key`` hashes its coordinates, the method entry (nam
 decides its result (model, evaluations, judge); on a rerun, cells whose key is already in ``results.jsonl``
 are skipped, so an interrupted run resumes where it stopped and a changed setting reruns only what it touches.
 Finally it writes ``summary.csv`` and ``report.html`` (``traitlab.evaluation.report``).
+
+Atomicity: a run in progress lives in the hidden sibling ``.NAME.partial`` of the results folder ``NAME``. Each
+cell is committed on its own (one fsynced line; a torn last line is ignored on resume); only when every cell,
+the report and ``run.json`` (the completion record) are written is the folder renamed to ``NAME``. So ``NAME``
+is always a finished run, a failure or Ctrl-C leaves the partial folder, and a rerun resumes from it. Rerunning a
+finished run whose experiment gained cells moves it back to ``.NAME.partial`` for the new cells. Only one run may
+write a folder at a time (a lock on the partial folder).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from traitlab.errors import ConfigError
 from traitlab.evaluation.config import Experiment, MethodConfig, load_experiment
 from traitlab.evaluation.recipes import RecipeContext, build
 from traitlab.progress import stderr, track
+from traitlab.validate import write_text_atomic
 
 RESULTS = "results.jsonl"
+COMPLETE = "run.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,16 +93,115 @@ def run_experiment(config: Experiment | str | os.PathLike[str] | dict[str, Any],
                    progress: bool = True, report: bool = True,
                    on_cell: Callable[[dict[str, Any]], None] | None = None,
                    lm: Any | None = None) -> list[dict[str, Any]]:
-    """Run (or resume) an experiment; returns one row per cell, in plan order. ``lm`` reuses a loaded model
-    (it must be the experiment's model)."""
+    """Run (or resume) an experiment into the results folder ``out_dir``; returns one row per cell, in plan
+    order. ``lm`` reuses a loaded model (it must be the experiment's model)."""
+    experiment, specs = load_experiment(config)
+    target = check_results_folder(out_dir)
+    partial = partial_folder(target)
+    cells = plan(experiment)
+    if not partial.exists() and _is_run(target):
+        done = read_results(target / RESULTS)
+        if all(c.key in done for c in cells):  # nothing to run: the finished folder stays where it is
+            rows = [done[c.key] for c in cells]
+            if report:
+                _report(rows, target, experiment)
+            if not (target / COMPLETE).is_file():  # a folder from before run.json existed
+                _mark_complete(target, experiment, cells)
+            return rows
+    with _locked_partial(target, partial) as out:
+        rows = _run_cells(experiment, specs, cells, out, progress, on_cell, lm)
+        if report:
+            _report(rows, out, experiment)
+        _mark_complete(out, experiment, cells)
+        if target.is_dir():  # an empty folder the user made for the run
+            target.rmdir()
+        os.replace(out, target)
+    return rows
+
+
+def partial_folder(target: Path) -> Path:
+    """Where a run of results folder ``target`` lives until it is complete."""
+    return target.parent / f".{target.name}.partial"
+
+
+def _is_run(folder: Path) -> bool:
+    return (folder / RESULTS).is_file() or (folder / COMPLETE).is_file()
+
+
+def check_results_folder(out_dir: str | os.PathLike[str]) -> Path:
+    """The results folder, checked before any work: not a file, not the working folder or one above it, and
+    new, empty or a traitlab run (which the run resumes); its parent must be creatable and writable."""
+    target = Path(os.path.abspath(out_dir))
+    if target.exists() and not target.is_dir():
+        raise ConfigError(f"results folder {target} is a file; give a folder (an existing run folder resumes)")
+    cwd = Path.cwd().resolve()
+    if target.exists() and (target.resolve() == cwd or target.resolve() in cwd.parents):
+        raise ConfigError(f"results folder {target} is the working folder or above it; give a folder of its own")
+    if target.is_dir() and not _is_run(target) and any(target.iterdir()):
+        raise ConfigError(f"results folder {target} is not empty and holds no traitlab run ({RESULTS}); "
+                          "give a new or empty folder")
+    partial = partial_folder(target)
+    if partial.exists() and not partial.is_dir():
+        raise ConfigError(f"{partial} is a file; remove it (it is where an unfinished run of {target} lives)")
+    if partial.is_dir() and target.is_dir() and _is_run(target):
+        raise ConfigError(f"both {target} and the unfinished run {partial} exist; remove one of them")
+    existing = target.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"cannot write results folder {target}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"cannot write results folder {target}: folder {existing} is not writable")
+    return target
+
+
+@contextlib.contextmanager
+def _locked_partial(target: Path, partial: Path) -> Iterator[Path]:
+    """The run's partial folder, made (or resumed, or moved back from a finished ``target`` that gained cells)
+    and locked against a second run writing it at the same time."""
+    if not partial.exists():
+        if _is_run(target):
+            os.replace(target, partial)
+        else:
+            partial.mkdir(parents=True)
+    handle = os.open(partial, os.O_RDONLY)
+    try:
+        try:
+            import fcntl
+
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except ImportError:  # no advisory locks on this platform: run unlocked
+            pass
+        except OSError:
+            raise ConfigError(f"another run is writing {partial}; wait for it or stop it") from None
+        yield partial
+    finally:
+        os.close(handle)  # releases the lock
+
+
+def _report(rows: list[dict[str, Any]], folder: Path, experiment: Experiment) -> None:
+    from traitlab.evaluation.report import write_report
+
+    write_report(rows, folder, title=experiment.name,
+                 threshold=experiment.evaluations.coherence.threshold if experiment.evaluations.coherence else 50.0)
+
+
+def _mark_complete(folder: Path, experiment: Experiment, cells: list[Cell]) -> None:
+    """``run.json``: the completion record (written last, atomically)."""
+    record = {"experiment": experiment.name, "model": experiment.model, "fingerprint": experiment.fingerprint(),
+              "cells": len(cells), "keys": [c.key for c in cells],
+              "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    write_text_atomic(folder / COMPLETE, json.dumps(record, indent=1) + "\n")
+
+
+def _run_cells(experiment: Experiment, specs: dict[str, Any], cells: list[Cell], out: Path, progress: bool,
+               on_cell: Callable[[dict[str, Any]], None] | None, lm: Any | None) -> list[dict[str, Any]]:
+    """Run the cells not yet in ``out/results.jsonl``, committing each as it finishes; all rows in plan order."""
     from traitlab.evaluation.suite import Judges, evaluate, headline
 
-    experiment, specs = load_experiment(config)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    (out / COMPLETE).unlink(missing_ok=True)  # the folder is a run in progress until the end
     results = out / RESULTS
     done = read_results(results)
-    cells = plan(experiment)
     todo = [c for c in cells if c.key not in done]
     if todo:
         if lm is None:
@@ -128,10 +238,4 @@ def run_experiment(config: Experiment | str | os.PathLike[str] | dict[str, Any],
             done[cell.key] = row
             if on_cell is not None:
                 on_cell(row)
-    rows = [done[c.key] for c in cells]
-    if report:
-        from traitlab.evaluation.report import write_report
-
-        write_report(rows, out, title=experiment.name,
-                     threshold=experiment.evaluations.coherence.threshold if experiment.evaluations.coherence else 50.0)
-    return rows
+    return [done[c.key] for c in cells]
