@@ -8,9 +8,10 @@ Routes (all under bearer auth when an API key is set, except the page ``/`` and 
 - ``POST /v1/monitor`` (per-token projections of a conversation on the loaded persona vectors);
 - ``GET /v1/stats`` (queue and batch counters), ``GET /health``.
 
-Errors are ``{"error": {"message", "type", "param", "code"}}``: 400 for bad values (unknown persona, too
-long, invalid JSON), 401 for a missing/wrong key, 404 for an unknown model or route, 413 for a huge body, 422
-for a request that does not match the schema, 429 when the queue is full, 503 while the engine is down.
+Errors are ``{"error": {"message", "type", "param", "code"}}``: 400 for bad values (a field that does not
+match the schema, NaN/inf, unknown persona, too long, invalid JSON), 401 for a missing/wrong key, 404 for an
+unknown model or route, 413 for a huge body, 429 when the queue is full, 503 while the engine is down; never a
+500 for anything a client sends.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import hmac
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +88,10 @@ class APIError(Exception):
 
 def error_json(status: int, message: str, type_: str = "invalid_request_error", param: str | None = None,
                code: str | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
-    body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
+    def clean(text: str | None) -> str | None:  # a lone surrogate a client sent must not break the reply
+        return None if text is None else text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+    body = {"error": {"message": clean(message), "type": type_, "param": clean(param), "code": code}}
     return JSONResponse(body, status_code=status, headers=headers)
 
 
@@ -135,6 +139,22 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
 
+def validation_error(errors: Sequence[Any]) -> JSONResponse:
+    """A request whose fields fail validation: 400 (as OpenAI answers), not FastAPI's 422, with one message
+    naming the first bad field (``param``) and what is wrong with it. The field's value is not echoed."""
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return error_json(400, "request body is not valid JSON", code="invalid_json")
+    first = errors[0] if errors else {}
+    loc = [str(x) for x in first.get("loc", ()) if x != "body"]
+    param = ".".join(loc) or None
+    message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+    if first.get("type") == "missing":
+        message = "required field is missing"
+    more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
+    where = f"{param}: " if param else ""
+    return error_json(400, f"{where}{message}{more}", param=param, code="invalid_request")
+
+
 def create_app(engine: Engine, model_name: str, api_key: str | None = None,
                limits: ServeLimits | None = None, context_length: int | None = None,
                manage_engine: bool = True) -> FastAPI:
@@ -177,16 +197,7 @@ def create_app(engine: Engine, model_name: str, api_key: str | None = None,
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = exc.errors()
-        if any(e.get("type") == "json_invalid" for e in errors):
-            return error_json(400, "request body is not valid JSON", code="invalid_json")
-        parts = []
-        for e in errors[:5]:
-            loc = ".".join(str(x) for x in e.get("loc", ()) if x != "body")
-            parts.append(f"{loc or 'body'}: {e.get('msg', 'invalid')}")
-        first = errors[0].get("loc", ()) if errors else ()
-        param = ".".join(str(x) for x in first if x != "body") or None
-        return error_json(422, "; ".join(parts) or "invalid request", param=param, code="invalid_request")
+        return validation_error(exc.errors())
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

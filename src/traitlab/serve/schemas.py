@@ -2,14 +2,14 @@
 (``persona`` on requests, ``persona_monitor`` on responses and stream chunks, ``ignore_eos`` as in vLLM).
 
 Unknown request fields are ignored (OpenAI clients send optional fields this server does not use); values of
-known fields are validated (a malformed request is a 422 JSON error, malformed JSON a 400).
+known fields are validated (a malformed request or malformed JSON is a 400 JSON error naming the field).
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MAX_STOP = 4
 MAX_STOP_CHARS = 64
@@ -42,8 +42,33 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
+def _unicode(value: Any, where: str) -> None:
+    """Refuse strings JSON can carry but UTF-8 cannot (lone surrogates such as ``"\\ud800"``): the tokenizer
+    would fail on them mid-request."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"{where} is not valid Unicode text (a lone surrogate)") from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _unicode(key, f"{where} key")
+            _unicode(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _unicode(item, f"{where}.{index}")
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_unicode(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key, value in data.items():
+                _unicode(value, str(key))
+        return data
 
 
 class ChatCompletionRequest(_Strict):
