@@ -245,3 +245,103 @@ def test_a_failed_merge_leaves_nothing_and_a_rerun_works(inputs, tmp_path, monke
     code, _, err = run_cli(args, monkeypatch, capsys)
     assert code == 0, err
     assert (out / "model.safetensors").is_file() and not list(out.glob(".*"))
+
+
+# ---- Ctrl-C: a real SIGINT to a subprocess mid-write ------------------------------------------------------------
+
+PAUSE = '''
+import os, sys, time, importlib
+def _pause(module, attr, calls_before, after):
+    owner = importlib.import_module(module)
+    *path, name = attr.split(".")
+    for part in path:
+        owner = getattr(owner, part)
+    real, seen = getattr(owner, name), [0]
+    def paused(*args, **kwargs):
+        seen[0] += 1
+        if seen[0] > calls_before and not after:
+            open(os.environ["TRAITLAB_TEST_READY"], "w").close()
+            time.sleep(300)
+        result = real(*args, **kwargs)
+        if seen[0] > calls_before and after:
+            open(os.environ["TRAITLAB_TEST_READY"], "w").close()
+            time.sleep(300)
+        return result
+    setattr(owner, name, paused)
+'''
+
+
+def _interrupt(args: list[str], hook: tuple[str, str, int, bool], cwd: Path) -> tuple[int, str, str]:
+    """Run the CLI in a subprocess that pauses inside ``module:attr`` (after ``calls_before`` calls; before or
+    after the real call), send it SIGINT there, and return (exit code, stdout, stderr)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    ready = cwd / ".ready"
+    code = (PAUSE + f"_pause(*{hook!r})\nsys.argv[0] = 'traitlab'\n"
+            "from traitlab.cli import main\nmain()\n")
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    env = {**os.environ, "TRAITLAB_TEST_READY": str(ready), "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+    env.pop("TRAITLAB_ONLINE", None)
+    proc = subprocess.Popen([sys.executable, "-c", code, *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while not ready.exists():
+            if proc.poll() is not None:
+                out, err = proc.communicate()
+                raise AssertionError(f"ended before the pause ({proc.returncode}): {err}")
+            assert time.monotonic() < deadline, "never reached the pause"
+            time.sleep(0.05)
+        ready.unlink()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc.returncode, out, err
+
+
+INTERRUPTS = {
+    # a sharded HF checkpoint: Ctrl-C between two tensors of the merge
+    "merge-apply": (["merge", "apply", "--base", "{model}", "--vector", "{pv}:0.5", "-o", "{out}/merged"],
+                    ("traitlab.methods.merging", "merge_deltas", 2, False)),
+    # an HF checkpoint: weights written, tokenizer not yet; the mask is applied to the model meanwhile
+    "subnet-export": (["subnet", "export", "{mask}", "-m", "{model}", "--scale", "0.5", "-o", "{out}/ckpt"],
+                      ("transformers", "PreTrainedTokenizerBase.save_pretrained", 0, True)),
+    # one artifact: the temporary file is complete, not yet renamed
+    "vectors-combine": (["vectors", "combine", "2*{good}", "-o", OUT],
+                        ("traitlab.interventions", "save_file", 0, True)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(INTERRUPTS))
+def test_ctrl_c_is_one_error_line_exit_130_and_leaves_nothing(case, inputs, tmp_path):
+    template, hook = INTERRUPTS[case]
+    before = _listing(Path(inputs["good"]).parent, tmp_path)
+    code, out, err = _interrupt(_args(template, inputs, tmp_path), hook, tmp_path)
+    assert code == 130, (code, out, err)
+    assert "Traceback" not in err + out
+    assert [line for line in err.splitlines() if line.strip()] == ["error: interrupted"], err
+    assert _listing(Path(inputs["good"]).parent, tmp_path) == before, "Ctrl-C left files behind"
+
+
+def test_ctrl_c_in_compare_leaves_an_unfinished_run_that_the_rerun_completes(inputs, tmp_path, monkeypatch, capsys):
+    experiment = tmp_path / "exp.yaml"
+    experiment.write_text(f"model: {inputs['model']}\ntraits: [extraversion_high]\nmethods:\n  - name: none\n"
+                          "  - name: prompt\n    sweep: {scale: [0, 1]}\n"
+                          "evaluations: {questionnaire: {max_items_per_trait: 1}}\njudge: {kind: local}\n")
+    out = tmp_path / "run"
+    code, _, err = _interrupt(["compare", str(experiment), "-o", str(out)],
+                              ("traitlab.evaluation.suite", "evaluate", 1, False), tmp_path)
+    assert code == 130 and [line for line in err.splitlines() if line.strip()] == ["error: interrupted"], err
+    partial = tmp_path / ".run.partial"
+    assert not out.exists() and len((partial / "results.jsonl").read_text().splitlines()) == 1
+    assert not (partial / "run.json").exists()
+    code, _, err = run_cli(["--quiet", "compare", str(experiment), "-o", str(out)], monkeypatch, capsys)
+    assert code == 0, err
+    assert json.loads((out / "run.json").read_text())["cells"] == 3 and not partial.exists()
+    assert len((out / "results.jsonl").read_text().splitlines()) == 3
