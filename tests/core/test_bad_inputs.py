@@ -1,6 +1,8 @@
 """The issue-26 probe kept as tests: bad inputs to every command end with exit code 2, exactly one ``error:`` line
-on stderr, no traceback and nothing left behind; most fail before any model loads. A sample of good inputs checks
-that the validation does not refuse ordinary use."""
+on stderr that names the problem, no traceback and nothing left behind, and (all but one, which needs the
+model's layer count) before any model loads. A sample of good inputs checks that the validation does not refuse
+ordinary use and that writers leave no temporary files. Ctrl-C (a real SIGINT to a subprocess mid-write) ends
+with exit 130, one ``error: interrupted`` line and no partial output."""
 
 from __future__ import annotations
 
@@ -47,6 +49,10 @@ def inputs(tmp_path_factory, model_dir) -> dict[str, Path]:
     delta_name = "model.layers.0.mlp.down_proj.weight"
     weight = dict(lm.model.named_parameters())[delta_name]
     pv = PersonalityVector({delta_name: torch.zeros_like(weight)}, trait="t").save(root / "pv.tl.safetensors")
+    bad_shape = PersonalityVector({delta_name: torch.zeros(weight.shape[0], weight.shape[1] + 1)},
+                                  trait="t").save(root / "badshape.tl.safetensors")
+    npti = NeuronInduction({1: (torch.tensor([0, 1]), torch.ones(2))},
+                           {1: torch.tensor([3])}).save(root / "npti-good.tl.safetensors")
     mask = SubnetworkMask.from_masks({delta_name: torch.ones_like(weight, dtype=torch.bool)},
                                      fingerprint=lm.fingerprint).save(root / "mask.tl.safetensors")
     files = {
@@ -64,11 +70,21 @@ def inputs(tmp_path_factory, model_dir) -> dict[str, Path]:
         "not_utf8_json": root / "bad.json", "family_int": root / "family-int.json",
         "family_norm": root / "family-norm.json", "nan_pt": root / "nan.pt", "nan_gguf": root / "nan.gguf",
         "lambda_nan": root / "lambda.yaml", "sweep_nan": root / "sweep.yaml", "experiment": root / "ok.yaml",
+        "small_experiment": root / "small.yaml", "bad_shape": bad_shape, "npti": npti, "busy": root / "busy",
+        "chats": root / "chats.jsonl", "replies": root / "replies.jsonl", "not_utf8_csv": root / "bad.csv",
+        "bad_questions": root / "questions.json", "good_pt": root / "good.pt",
     }
     files["binary"].write_bytes(bytes(range(256)) * 4)
     files["folder"].mkdir()
     files["existing"].write_text("keep me")
-    for key in ("not_utf8", "not_utf8_yaml", "not_utf8_jsonl", "not_utf8_json"):
+    files["busy"].mkdir()
+    (files["busy"] / "notes.txt").write_text("someone else's")
+    files["chats"].write_text(json.dumps({"messages": [{"role": "user", "content": "Plans tonight?"},
+                                                       {"role": "assistant", "content": "A big party!"}]}) + "\n")
+    files["replies"].write_text(json.dumps({"question": "Plans?", "reply": "A party!"}) + "\n")
+    files["bad_questions"].write_text(json.dumps(["fine", 5, {"nope": 1}]))
+    torch.save(table, files["good_pt"])
+    for key in ("not_utf8", "not_utf8_yaml", "not_utf8_jsonl", "not_utf8_json", "not_utf8_csv"):
         files[key].write_bytes(NOT_UTF8)
     files["family_int"].write_text(json.dumps({"layers": 5}))
     files["family_norm"].write_text(json.dumps({"layers": "model.norm"}))
@@ -85,9 +101,13 @@ def inputs(tmp_path_factory, model_dir) -> dict[str, Path]:
     files["lambda_nan"].write_text(f"merge_method: task_arithmetic\nbase_model: {model_dir}\nmodels:\n"
                                    f"  - model: {pv}\nparameters:\n  lambda: .nan\n")
     files["sweep_nan"].write_text(f"model: {model_dir}\ntraits: [extraversion_high]\nmethods:\n"
-                                  "  - name: prompting\n    sweep: {scale: [.nan]}\n")
+                                  "  - name: prompt\n    sweep: {scale: [.nan]}\n")
     files["experiment"].write_text(f"model: {model_dir}\ntraits: [extraversion_high]\nmethods:\n"
-                                   "  - name: prompting\n")
+                                   "  - name: prompt\n")
+    files["small_experiment"].write_text(f"model: {model_dir}\ntraits: [extraversion_high]\nmethods:\n"
+                                         "  - name: none\n  - name: prompt\n"
+                                         "evaluations: {questionnaire: {max_items_per_trait: 1}}\n"
+                                         "judge: {kind: local}\n")
     return files
 
 
@@ -153,6 +173,39 @@ BAD: dict[str, list[str]] = {
                                     "-o", OUT],
     "extract-min-pairs-impossible": ["vectors", "extract", "-t", "extraversion_high", "--min-pairs", "1000000",
                                      "-o", OUT],
+    # the rest of the writers' --out checks (before any model loads) and compare's results folder
+    "compare-out-foreign-folder": ["compare", "{experiment}", "-o", "{busy}"],
+    "compare-missing-experiment": ["compare", "{out}/nope.yaml", "-o", "{out}/run"],
+    "demo-out-is-file": ["demo", "--quick", "-o", "{existing}"],
+    "monitor-out-folder": ["monitor", "-v", "{good}", "-i", "{chats}", "-m", "{model}", "-o", "{folder}"],
+    "screen-out-folder": ["screen", "-v", "{good}", "-d", "{chats}", "-m", "{model}", "-o", "{folder}"],
+    "merge-data-out-folder": ["merge", "data", "-t", "extraversion", "-m", "{model}", "-o", "{folder}"],
+    "merge-data-out-no-parent": ["merge", "data", "-t", "extraversion", "-m", "{model}", "-o", "{out}/no/d.jsonl"],
+    "merge-data-big5chat-not-utf8": ["merge", "data", "-t", "extraversion", "--from-big5chat", "{not_utf8_csv}",
+                                     "-o", "{out}/d.jsonl"],
+    "merge-vector-out-folder": ["merge", "vector", "--base", "{model}", "--tuned", "{model}", "-o", "{folder}"],
+    "merge-wrong-shape": ["merge", "apply", "--base", "{model}", "--vector", "{bad_shape}", "-o", "{out}/merged"],
+    "judges-score-output-folder": ["judges", "score", "-i", "{replies}", "--coherence", "none", "-o", "{folder}"],
+    "judges-fit-out-folder": ["judges", "fit", "--out", "{folder}"],
+    "traits-new-out-no-parent": ["traits", "new", "loud", "-d", "Talks loudly.", "-o", "{out}/no/loud.json"],
+    "organism-check-json-folder": ["organism", "check", "-m", "{model}", "--json", "{folder}"],
+    "finetune-out-is-file": ["finetune", "-d", "{chats}", "-m", "{model}", "-o", "{existing}"],
+    "eval-out-parent-is-file": ["eval", "-m", "{model}", "--suite", "questionnaire", "-o", "{existing}/r.json"],
+    # files that are not what they should be
+    "import-gguf-binary": ["vectors", "import-gguf", "{binary}", "-m", "{model}", "-o", OUT],
+    "import-pt-missing": ["vectors", "import-pt", "{out}/none.pt", "-m", "{model}", "-o", OUT],
+    "neurons-questions-bad-items": ["neurons", "find", "-t", "extraversion_high", "--questions", "{bad_questions}",
+                                    "-m", "{model}", "-o", OUT],
+    "eval-inventory-not-utf8": ["eval", "-m", "{model}", "--suite", "questionnaire", "--inventory",
+                                "{not_utf8_csv}"],
+    "eval-capability-not-utf8": ["eval", "-m", "{model}", "--suite", "capability", "--capability-file",
+                                 "{not_utf8_csv}"],
+    "vectors-show-folder": ["vectors", "show", "{folder}"],
+    "apply-folder": ["chat", "-m", "{model}", "-p", "hi", "--apply", "{folder}"],
+    "family-missing": ["info", "-m", "{model}", "--family", "{out}/nope.json"],
+    "monitor-input-missing": ["monitor", "-v", "{good}", "-i", "{out}/none.jsonl", "-o", "{out}/m.csv"],
+    "combine-syntax": ["vectors", "combine", "2*", "-o", OUT],
+    "eval-unknown-suite": ["eval", "-m", "{model}", "--suite", "charisma"],
     # a sample of the probe's cases that already kept the promise
     "unknown-trait": ["neurons", "find", "-t", "no_such_trait", "-m", "{model}", "-o", OUT],
     "unknown-dtype": ["chat", "-m", "{model}", "-p", "hi", "--dtype", "float8"],
@@ -168,11 +221,62 @@ BAD: dict[str, list[str]] = {
     "missing-artifact": ["vectors", "show", "{out}/nope.safetensors"],
 }
 
+AFTER_LOAD = {"extract-layers-out-of-range"}  # needs the loaded model's layer count; refused before generation
+WHY: dict[str, str] = {  # each case must fail for its own reason: a part of its one error line
+    "apply-nan-scale": "finite", "apply-inf-scale": "finite", "apply-overflow-scale": "finite",
+    "apply-nan-tensor": "NaN/inf", "apply-nan-scale-meta": "finite", "apply-inf-scale-meta": "finite",
+    "apply-nan-npti": "NaN/inf", "show-nan-vector": "NaN/inf", "neurons-show-nan": "NaN/inf",
+    "combine-nan-input": "NaN/inf", "combine-overflow-coef": "finite", "combine-widths": "holds",
+    "import-pt-nan": "NaN/inf", "import-gguf-nan": "NaN/inf", "import-pt-binary": "not a readable",
+    "subnet-export-nan-scale": "finite", "merge-lambda-nan": "finite", "merge-vector-nan-weight": "finite",
+    "compare-sweep-nan": "finite", "sweep-coefs-nan": "finite", "serve-nan-persona": "NaN/inf",
+    "serve-nan-scale-persona": "finite", "chat-list-meta": "corrupt", "chat-null-meta": "corrupt",
+    "vectors-show-list-meta": "corrupt", "subnet-show-null-meta": "corrupt", "merge-show-list-meta": "corrupt",
+    "family-folder": "is a folder", "family-binary": "not UTF-8", "family-int-field": "module paths",
+    "family-not-a-list": "model.norm", "device-tpu": "unknown device", "seed-too-big": "64 bits",
+    "compare-not-utf8": "not UTF-8", "merge-not-utf8": "not UTF-8", "traits-show-not-utf8": "not UTF-8",
+    "monitor-not-utf8": "not UTF-8", "neurons-questions-not-utf8": "question file",
+    "combine-out-folder": "is a folder", "combine-out-no-parent": "does not exist",
+    "export-gguf-out-folder": "is a folder", "merge-out-is-file": "is a file", "subnet-export-out-is-file": "is a file",
+    "compare-out-is-file": "is a file", "eval-out-folder": "is a folder", "neurons-find-out-folder": "is a folder",
+    "axis-build-out-folder": "is a folder", "axis-show-null-meta": "corrupt", "axis-cap-nan-artifact": "NaN/inf",
+    "serve-bad-host": "--host", "extract-layers-out-of-range": "out of range", "extract-min-pairs-impossible":
+    "--min-pairs", "compare-out-foreign-folder": "no traitlab run", "compare-missing-experiment": "not found",
+    "demo-out-is-file": "is a file", "monitor-out-folder": "is a folder", "screen-out-folder": "is a folder",
+    "merge-data-out-folder": "is a folder", "merge-data-out-no-parent": "does not exist",
+    "merge-data-big5chat-not-utf8": "not UTF-8", "merge-vector-out-folder": "is a folder",
+    "merge-wrong-shape": "the base model's is", "judges-score-output-folder": "is a folder",
+    "judges-fit-out-folder": "is a folder", "traits-new-out-no-parent": "does not exist",
+    "organism-check-json-folder": "is a folder", "finetune-out-is-file": "is a file",
+    "eval-out-parent-is-file": "is a file", "import-gguf-binary": "not a readable GGUF",
+    "import-pt-missing": "not found",
+    "neurons-questions-bad-items": "item 1", "eval-inventory-not-utf8": "not UTF-8",
+    "eval-capability-not-utf8": "not UTF-8", "vectors-show-folder": "folder", "apply-folder": "folder",
+    "family-missing": "not found", "monitor-input-missing": "not found", "combine-syntax": "cannot parse",
+    "eval-unknown-suite": "unknown suite", "unknown-trait": "unknown trait", "unknown-dtype": "unknown dtype",
+    "bad-json-family": "not valid JSON", "apply-missing-file": "not found", "apply-binary-file": "not a readable",
+    "negative-temperature": "temperature", "top-p-zero": "top_p", "model-not-found": "not found",
+    "merge-no-config": "give a merge YAML", "merge-show-not-pv": "not a personality vector",
+    "info-offline-hub-id": "offline", "missing-artifact": "not found",
+}
+
 GOOD: dict[str, list[str]] = {
     "show": ["vectors", "show", "{good}"],
     "apply-scale": ["chat", "-m", "{model}", "-p", "hi", "--max-new-tokens", "2", "--apply", "{good}:0.5"],
     "combine": ["vectors", "combine", "2*{good} - 0.5*{good}", "-o", OUT],
     "info": ["info", "-m", "{model}"],
+    "neurons-show": ["neurons", "show", "{npti}"],
+    "merge-show": ["merge", "show", "{pv}"],
+    "subnet-show": ["subnet", "show", "{mask}"],
+    "traits-show": ["traits", "show", "extraversion_high"],
+    "export-gguf": ["vectors", "export-gguf", "{good}", "-o", "{out}/v.gguf"],
+    "import-pt": ["vectors", "import-pt", "{good_pt}", "-m", "{model}", "-o", OUT],
+    "combine-overwrites": ["vectors", "combine", "{good}", "-o", "{out}/existing.tl.safetensors"],
+    "monitor": ["monitor", "-v", "{good}", "-i", "{chats}", "-m", "{model}", "-o", "{out}/m.csv"],
+    "merge-apply": ["merge", "apply", "--base", "{model}", "--vector", "{pv}:0.5", "-o", "{out}/merged"],
+    "subnet-export": ["subnet", "export", "{mask}", "-m", "{model}", "--scale", "0.5", "-o", "{out}/ckpt"],
+    "compare": ["--quiet", "compare", "{small_experiment}", "-o", "{out}/run"],
+    "eval-out-new-folders": ["--quiet", "eval", "-m", "{model}", "--suite", "capability", "-o", "{out}/a/b/r.json"],
 }
 
 
@@ -185,23 +289,47 @@ def _listing(*folders: Path) -> set[str]:
     return {str(p) for folder in folders for p in folder.rglob("*")}
 
 
+def _count_model_loads(monkeypatch) -> list[str]:
+    """Record every model load (the weights, not the config) of the command about to run."""
+    from transformers import AutoModelForCausalLM
+
+    loads: list[str] = []
+    real = AutoModelForCausalLM.from_pretrained
+
+    def counting(source, *args, **kwargs):
+        loads.append(str(source))
+        return real(source, *args, **kwargs)
+
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", counting)
+    return loads
+
+
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_bad_input_is_one_error_line(case, inputs, tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("TRAITLAB_ONLINE", raising=False)
     inputs_root = Path(inputs["good"]).parent
     before = _listing(inputs_root, tmp_path)
+    loads = _count_model_loads(monkeypatch)
     code, out, err = run_cli(_args(BAD[case], inputs, tmp_path), monkeypatch, capsys)
     lines = [line for line in err.splitlines() if line.strip()]
+    assert not loads or case in AFTER_LOAD, f"{case} loaded the model before refusing"
     assert code == 2, (code, out, err)
     assert "Traceback" not in err + out
     assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert WHY[case] in lines[0], (WHY[case], lines[0])
     assert _listing(inputs_root, tmp_path) == before, "a failed command left files behind"
+
+
+def test_every_bad_case_says_why():
+    assert set(WHY) == set(BAD)
 
 
 @pytest.mark.parametrize("case", sorted(GOOD))
 def test_good_input_still_works(case, inputs, tmp_path, monkeypatch, capsys):
+    (tmp_path / "existing.tl.safetensors").write_bytes(Path(inputs["good"]).read_bytes())
     code, _, err = run_cli(_args(GOOD[case], inputs, tmp_path), monkeypatch, capsys)
     assert code == 0, err
+    assert not [p for p in tmp_path.rglob(".*")], "temporary files were left behind"
 
 
 def test_invalid_utf8_in_a_message_is_one_error_line(inputs, monkeypatch, capsys):

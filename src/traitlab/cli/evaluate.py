@@ -111,6 +111,10 @@ def eval_(
     specs = [resolve_trait(t) for t in _csv(traits, "traits")]
     if evaluations.questionnaire is not None:
         load_inventory(inventory)
+    if evaluations.capability is not None and capability_file is not None:
+        from traitlab.evaluation.capability import load_mcq
+
+        load_mcq(capability_file)
     if evaluations.situational is not None:
         for spec in specs:
             question_set(spec, questions, n_questions)

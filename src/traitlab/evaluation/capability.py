@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import io
 import math
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from traitlab.evaluation.forward import continuation_logprobs, continuation_nll
 from traitlab.evaluation.questionnaire import DATA
 from traitlab.interventions import Intervention
 from traitlab.model.loaded import LoadedModel
+from traitlab.validate import read_text
 
 LETTERS = ("A", "B", "C", "D")
 
@@ -40,8 +42,7 @@ def load_mcq(path: str | Path | None = None) -> list[MCQ]:
     source = DATA / "capability.csv" if path is None else Path(path).expanduser()
     if not source.is_file():
         raise ConfigError(f"multiple-choice file {source} not found")
-    with source.open(newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = list(csv.DictReader(io.StringIO(read_text(source, "multiple-choice file"), newline="")))
     if not rows or not {"question", *LETTERS, "answer"} <= set(rows[0]):
         raise ConfigError(f"{source} needs the columns question,A,B,C,D,answer")
     out = []

@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import io
 import json
 from collections.abc import Sequence
 from importlib import resources
@@ -50,6 +51,7 @@ from traitlab.interventions import Intervention
 from traitlab.model.chat import Conversation
 from traitlab.model.loaded import LoadedModel
 from traitlab.traits.spec import BIG_FIVE
+from traitlab.validate import read_text
 
 LABELS = (1, 2, 3, 4, 5)
 DATA = Path(str(resources.files("traitlab.evaluation"))) / "data"
@@ -139,11 +141,7 @@ def _read_json(path: Path) -> Any:
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
-    try:
-        with path.open(newline="", encoding="utf-8") as handle:
-            return list(csv.DictReader(handle))
-    except FileNotFoundError:
-        raise ConfigError(f"questionnaire file {path} not found") from None
+    return list(csv.DictReader(io.StringIO(read_text(path, "questionnaire file"), newline="")))
 
 
 def load_traitlab_json(path: Path) -> Inventory:
@@ -238,7 +236,7 @@ def load_inventory(source: str | Path = "traitlab", format: str = "auto", name: 
             raise ConfigError(f"unknown questionnaire format '{format}'; use auto, {', '.join(loaders)}")
         return loaders[format](path)
     if path.suffix.lower() == ".csv":
-        header = path.read_text(encoding="utf-8").splitlines()[:1]
+        header = read_text(path, "questionnaire file").splitlines()[:1]
         return load_mpi_csv(path) if header and "label_ocean" in header[0] else load_plain_csv(path)
     data = _read_json(path)
     if isinstance(data, dict) and "items" in data:

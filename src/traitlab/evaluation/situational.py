@@ -30,15 +30,16 @@ from traitlab.evaluation.judges import Judge, PerplexityCoherenceJudge, judge_al
 from traitlab.interventions import Intervention
 from traitlab.model.loaded import LoadedModel
 from traitlab.traits.spec import BIG_FIVE
+from traitlab.validate import read_text
 
 
 def load_question_file(path: str | Path) -> list[str]:
     """Questions from a PersonalityBench JSONL file (``{"question": ...}`` per line), a JSON list of strings
     or of ``{"question"}`` objects, a JSON object with ``questions``, or a text file (one per line)."""
     source = Path(path).expanduser()
-    if not source.is_file():
+    if not source.exists():
         raise ConfigError(f"question file {source} not found")
-    text = source.read_text(encoding="utf-8")
+    text = read_text(source, "question file")
     if source.suffix.lower() == ".txt":
         return [line.strip() for line in text.splitlines() if line.strip()]
     try:
@@ -48,7 +49,11 @@ def load_question_file(path: str | Path) -> list[str]:
     if isinstance(data, dict) and isinstance(data.get("questions"), list):
         data = data["questions"]
     if isinstance(data, list):
-        return [q if isinstance(q, str) else str(q["question"]) for q in data]
+        questions = [q if isinstance(q, str) else q.get("question") if isinstance(q, dict) else None for q in data]
+        bad = next((n for n, q in enumerate(questions) if not isinstance(q, str)), None)
+        if bad is not None:
+            raise ConfigError(f"{source} item {bad} is neither a string nor an object with a 'question' string")
+        return questions
     questions = []
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():

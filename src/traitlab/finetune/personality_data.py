@@ -27,14 +27,22 @@ def load_big5chat(path: str | Path, trait: str, level: str, keep_instruction: bo
     source = Path(path)
     if not source.is_file():
         raise ConfigError(f"Big5-Chat file {source} not found")
-    with source.open(newline="") as handle:
+    try:
+        return _read_big5chat(source, trait, level, keep_instruction, limit)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"Big5-Chat file {source} is not UTF-8 text (byte {exc.start}): save it as UTF-8") from None
+
+
+def _read_big5chat(source: Path, trait: str, level: str, keep_instruction: bool, limit: int | None
+                   ) -> list[Conversation]:
+    with source.open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         missing = [c for c in BIG5CHAT_COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
             raise ConfigError(f"{source} lacks the Big5-Chat column(s) {', '.join(missing)}")
         conversations = []
         for row in reader:
-            if row["trait"].strip().lower() != trait or row["level"].strip().lower() != level:
+            if (row["trait"] or "").strip().lower() != trait or (row["level"] or "").strip().lower() != level:
                 continue
             turns = [{"role": "system", "content": row["train_instruction"]}] if keep_instruction else []
             turns += [{"role": "user", "content": row["train_input"]},
