@@ -1,7 +1,9 @@
 """Issue-26 server floods, measured on a `traitlab serve` subprocess (tiny Llama, 127.0.0.1): RSS before/after a
 flood of chunked 20 MiB bodies (each must be a 413 read no further than the 1 MiB limit), /health latency while
 they arrive, and a flood of abandoned /v1/monitor calls under --max-queue 4 (429s, then how long the next chat
-takes). Run: ``python -m benchmarks.serve_floods``; prints one JSON object."""
+takes). Run: ``python -m benchmarks.serve_floods``; prints one JSON object and writes it to
+``benchmarks/results/serve_floods.json`` with the 1-minute load average at start and end (timings on a shared
+machine are measured under contention)."""
 
 from __future__ import annotations
 
@@ -35,6 +37,9 @@ def chunked(total: int):
 
 
 def main() -> None:
+    import os
+
+    load_start = os.getloadavg()[0]
     root = Path(tempfile.mkdtemp())
     model = save_model(tiny_model("llama"), root / "tiny")
     with serve(model, ["--max-queue", "4", "--max-batch", "2"], None, root) as server:
@@ -75,6 +80,11 @@ def main() -> None:
                           json={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4})
         out["next_chat_s"] = round(time.monotonic() - start, 3)
         out["next_chat_status"] = chat.status_code
+    out["loadavg_1min"] = [round(load_start, 2), round(os.getloadavg()[0], 2)]
+    out["cpus"] = os.cpu_count()
+    results = Path(__file__).resolve().parent / "results"
+    results.mkdir(exist_ok=True)
+    (results / "serve_floods.json").write_text(json.dumps(out, indent=1) + "\n")
     print(json.dumps(out))
 
 
