@@ -199,12 +199,15 @@ class EmbeddingJudge:
                 "calibration": self.calibration, "source": self.source, "slope": SLOPE,
                 "validity": self.validity}
         path = Path(path)
-        tmp = path.with_suffix(".tmp")
-        save_file({"directions": self.directions.astype(np.float32), "center": self.center.astype(np.float32),
-                   "scale": self.scale.astype(np.float32)}, str(tmp),
-                  metadata={"traitlab": json.dumps(meta, sort_keys=True)})
-        tmp.chmod(0o644)
-        tmp.replace(path)
+        tmp = path.with_name(f".{path.name}.tmp")
+        try:  # renamed into place only when complete; a failure or Ctrl-C leaves no temporary file
+            save_file({"directions": self.directions.astype(np.float32), "center": self.center.astype(np.float32),
+                       "scale": self.scale.astype(np.float32)}, str(tmp),
+                      metadata={"traitlab": json.dumps(meta, sort_keys=True)})
+            tmp.chmod(0o644)
+            tmp.replace(path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     @classmethod
     def load(cls, path: str | Path = WEIGHTS) -> EmbeddingJudge:
