@@ -72,7 +72,7 @@ def inputs(tmp_path_factory, model_dir) -> dict[str, Path]:
         "lambda_nan": root / "lambda.yaml", "sweep_nan": root / "sweep.yaml", "experiment": root / "ok.yaml",
         "small_experiment": root / "small.yaml", "bad_shape": bad_shape, "npti": npti, "busy": root / "busy",
         "chats": root / "chats.jsonl", "replies": root / "replies.jsonl", "not_utf8_csv": root / "bad.csv",
-        "bad_questions": root / "questions.json", "good_pt": root / "good.pt",
+        "bad_questions": root / "questions.json", "good_pt": root / "good.pt", "no_model": root / "no-model.yaml",
     }
     files["binary"].write_bytes(bytes(range(256)) * 4)
     files["folder"].mkdir()
@@ -104,6 +104,8 @@ def inputs(tmp_path_factory, model_dir) -> dict[str, Path]:
                                   "  - name: prompt\n    sweep: {scale: [.nan]}\n")
     files["experiment"].write_text(f"model: {model_dir}\ntraits: [extraversion_high]\nmethods:\n"
                                    "  - name: prompt\n")
+    files["no_model"].write_text("model: ./no/such/model\ntraits: [extraversion_high]\nmethods:\n  - name: none\n"
+                                 "evaluations: {questionnaire: {max_items_per_trait: 1}}\n")
     files["small_experiment"].write_text(f"model: {model_dir}\ntraits: [extraversion_high]\nmethods:\n"
                                          "  - name: none\n  - name: prompt\n"
                                          "evaluations: {questionnaire: {max_items_per_trait: 1}}\n"
@@ -176,6 +178,7 @@ BAD: dict[str, list[str]] = {
     # the rest of the writers' --out checks (before any model loads) and compare's results folder
     "compare-out-foreign-folder": ["compare", "{experiment}", "-o", "{busy}"],
     "compare-missing-experiment": ["compare", "{out}/nope.yaml", "-o", "{out}/run"],
+    "compare-model-missing": ["compare", "{no_model}", "-o", "{out}/run"],
     "demo-out-is-file": ["demo", "--quick", "-o", "{existing}"],
     "monitor-out-folder": ["monitor", "-v", "{good}", "-i", "{chats}", "-m", "{model}", "-o", "{folder}"],
     "screen-out-folder": ["screen", "-v", "{good}", "-d", "{chats}", "-m", "{model}", "-o", "{folder}"],
@@ -242,6 +245,7 @@ WHY: dict[str, str] = {  # each case must fail for its own reason: a part of its
     "axis-build-out-folder": "is a folder", "axis-show-null-meta": "corrupt", "axis-cap-nan-artifact": "NaN/inf",
     "serve-bad-host": "--host", "extract-layers-out-of-range": "out of range", "extract-min-pairs-impossible":
     "--min-pairs", "compare-out-foreign-folder": "no traitlab run", "compare-missing-experiment": "not found",
+    "compare-model-missing": "not found",
     "demo-out-is-file": "is a file", "monitor-out-folder": "is a folder", "screen-out-folder": "is a folder",
     "merge-data-out-folder": "is a folder", "merge-data-out-no-parent": "does not exist",
     "merge-data-big5chat-not-utf8": "not UTF-8", "merge-vector-out-folder": "is a folder",

@@ -25,6 +25,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -34,7 +35,7 @@ from traitlab.errors import ConfigError
 from traitlab.evaluation.config import Experiment, MethodConfig, load_experiment
 from traitlab.evaluation.recipes import RecipeContext, build
 from traitlab.progress import stderr, track
-from traitlab.validate import write_text_atomic
+from traitlab.validate import shielded, write_text_atomic
 
 RESULTS = "results.jsonl"
 COMPLETE = "run.json"
@@ -99,15 +100,19 @@ def run_experiment(config: Experiment | str | os.PathLike[str] | dict[str, Any],
     target = check_results_folder(out_dir)
     partial = partial_folder(target)
     cells = plan(experiment)
-    if not partial.exists() and _is_run(target):
-        done = read_results(target / RESULTS)
-        if all(c.key in done for c in cells):  # nothing to run: the finished folder stays where it is
-            rows = [done[c.key] for c in cells]
-            if report:
-                _report(rows, target, experiment)
-            if not (target / COMPLETE).is_file():  # a folder from before run.json existed
-                _mark_complete(target, experiment, cells)
-            return rows
+    source = partial if partial.is_dir() else target
+    done = read_results(source / RESULTS)
+    if source == target and _is_run(target) and all(c.key in done for c in cells):
+        rows = [done[c.key] for c in cells]  # nothing to run: the finished folder stays where it is
+        if report:
+            _report(rows, target, experiment)
+        if not (target / COMPLETE).is_file():  # a folder from before run.json existed
+            _mark_complete(target, experiment, cells)
+        return rows
+    if lm is None and any(c.key not in done for c in cells):  # before any folder is made: a bad model leaves none
+        from traitlab.model.loaded import load_model
+
+        lm = load_model(experiment.model, dtype=experiment.dtype, device=experiment.device)
     with _locked_partial(target, partial) as out:
         rows = _run_cells(experiment, specs, cells, out, progress, on_cell, lm)
         if report:
@@ -159,11 +164,13 @@ def check_results_folder(out_dir: str | os.PathLike[str]) -> Path:
 def _locked_partial(target: Path, partial: Path) -> Iterator[Path]:
     """The run's partial folder, made (or resumed, or moved back from a finished ``target`` that gained cells)
     and locked against a second run writing it at the same time."""
+    created = False
     if not partial.exists():
         if _is_run(target):
             os.replace(target, partial)
         else:
             partial.mkdir(parents=True)
+            created = True
     handle = os.open(partial, os.O_RDONLY)
     try:
         try:
@@ -175,6 +182,10 @@ def _locked_partial(target: Path, partial: Path) -> Iterator[Path]:
         except OSError:
             raise ConfigError(f"another run is writing {partial}; wait for it or stop it") from None
         yield partial
+    except BaseException:
+        if created and not (partial / RESULTS).exists():  # failed before its first cell: leave nothing
+            shielded(lambda: shutil.rmtree(partial, ignore_errors=True))
+        raise
     finally:
         os.close(handle)  # releases the lock
 
@@ -204,10 +215,6 @@ def _run_cells(experiment: Experiment, specs: dict[str, Any], cells: list[Cell],
     done = read_results(results)
     todo = [c for c in cells if c.key not in done]
     if todo:
-        if lm is None:
-            from traitlab.model.loaded import load_model
-
-            lm = load_model(experiment.model, dtype=experiment.dtype, device=experiment.device)
         judges = Judges.from_config(experiment.judge, lm)
         built: dict[tuple[str, str], Any] = {}
         if progress and len(cells) > len(todo):
