@@ -371,7 +371,7 @@ def test_a_failed_merge_leaves_nothing_and_a_rerun_works(inputs, tmp_path, monke
 
     monkeypatch.setattr(merging, "merge_deltas", interrupted)
     code, _, err = run_cli(args, monkeypatch, capsys)
-    assert code == 130 and "Traceback" not in err  # typer ends a Ctrl-C with 130
+    assert code == 130 and "Traceback" not in err and err.strip() == "error: interrupted"
     assert list(tmp_path.iterdir()) == []
     monkeypatch.setattr(merging, "merge_deltas", real)
     code, _, err = run_cli(args, monkeypatch, capsys)
