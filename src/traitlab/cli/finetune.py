@@ -11,7 +11,7 @@ from traitlab.cli.common import MODEL, console
 from traitlab.cli.vectors import _load_vector
 from traitlab.errors import ConfigError
 from traitlab.model import load_model
-from traitlab.validate import atomic_folder, output_folder
+from traitlab.validate import atomic_folder, finite_tensors, output_folder
 
 
 def finetune(
@@ -46,6 +46,7 @@ def finetune(
     shift = _load_vector(shift_vector) if shift_vector else None
     lm = load_model(model)
     tuned = run_finetune(lm, conversations, settings, steering)
+    finite_tensors(dict(tuned.model.state_dict()), f"finetuning diverged; refusing to write {out}")
     with atomic_folder(out) as partial:  # a failure or Ctrl-C while saving leaves no half checkpoint
         tuned.model.save_pretrained(partial)
         lm.tokenizer.save_pretrained(partial)

@@ -11,7 +11,7 @@ from rich.table import Table
 from traitlab.cli.common import MODEL, console, key_value_table
 from traitlab.errors import ConfigError, validation_message
 from traitlab.traits import BIG_FIVE, load_trait
-from traitlab.validate import output_file, output_folder
+from traitlab.validate import finite, output_file, output_folder
 
 app = typer.Typer(help="Personality vectors: make training data, take φ = θ_tuned − θ_base, merge and apply.",
                   no_args_is_help=True)
@@ -44,6 +44,13 @@ def data(
     if pole not in ("high", "low"):
         raise ConfigError(f"--pole must be high or low, not '{pole}'")
     output_file(out)
+    if limit is not None and limit < 1:
+        raise ConfigError(f"--limit must be at least 1, got {limit}")
+    if n_per_question < 1:
+        raise ConfigError(f"--n-per-question must be at least 1, got {n_per_question}")
+    finite(temperature, "--temperature")
+    if temperature < 0:
+        raise ConfigError(f"--temperature must be ≥ 0, got {temperature}")
     if big5chat is not None and self_report is not None:
         raise ConfigError("--self-report distils the model's own answers; it does not combine with --from-big5chat")
     if big5chat is not None:

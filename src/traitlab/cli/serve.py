@@ -37,7 +37,7 @@ def serve(
     """Serve a model over an OpenAI-compatible API, with per-request personas, a monitor and a web page."""
     for name, value, low in (("--port", port, 1), ("--max-tokens", max_tokens, 1),
                              ("--max-prompt-tokens", max_prompt_tokens, 1), ("--max-queue", max_queue, 0),
-                             ("--max-batch", max_batch, 1), ("--threads", threads or 1, 1)):
+                             ("--max-batch", max_batch, 1), ("--threads", 1 if threads is None else threads, 1)):
         if value < low or (name == "--port" and value > 65535):
             raise ConfigError(f"{name} {value} is out of range")
     if api_key is not None and not api_key.strip():

@@ -24,6 +24,7 @@ from traitlab.model import LoadedModel, pack
 from traitlab.model.chat import Conversation
 from traitlab.model.positions import RESPONSE
 from traitlab.progress import track
+from traitlab.validate import finite
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +48,8 @@ class FinetuneSettings:
     def __post_init__(self) -> None:
         if self.method not in ("lora", "full"):
             raise ConfigError(f"unknown finetuning method '{self.method}'; use lora or full")
+        for name in ("epochs", "learning_rate", "warmup_ratio", "weight_decay", "lora_dropout"):
+            finite(getattr(self, name), name)  # nan/inf never reach the optimizer
         if self.epochs <= 0 or self.learning_rate <= 0 or self.batch_size < 1:
             raise ConfigError("epochs, learning_rate and batch_size must be positive")
 
