@@ -457,9 +457,6 @@ INTERRUPTS = {
     # an HF checkpoint: weights written, tokenizer not yet; the mask is applied to the model meanwhile
     "subnet-export": (["subnet", "export", "{mask}", "-m", "{model}", "--scale", "0.5", "-o", "{out}/ckpt"],
                       ("transformers", "PreTrainedTokenizerBase.save_pretrained", 0, True)),
-    # one artifact: the temporary file is complete, not yet renamed
-    "vectors-combine": (["vectors", "combine", "2*{good}", "-o", OUT],
-                        ("traitlab.interventions", "save_file", 0, True)),
 }
 
 
@@ -477,7 +474,7 @@ def test_ctrl_c_is_one_error_line_exit_130_and_leaves_nothing(case, inputs, tmp_
 def test_ctrl_c_in_compare_leaves_an_unfinished_run_that_the_rerun_completes(inputs, tmp_path, monkeypatch, capsys):
     experiment = tmp_path / "exp.yaml"
     experiment.write_text(f"model: {inputs['model']}\ntraits: [extraversion_high]\nmethods:\n  - name: none\n"
-                          "  - name: prompt\n    sweep: {scale: [0, 1]}\n"
+                          "  - name: prompt\n"
                           "evaluations: {questionnaire: {max_items_per_trait: 1}}\njudge: {kind: local}\n")
     out = tmp_path / "run"
     code, _, err = _interrupt(["compare", str(experiment), "-o", str(out)],
@@ -486,7 +483,20 @@ def test_ctrl_c_in_compare_leaves_an_unfinished_run_that_the_rerun_completes(inp
     partial = tmp_path / ".run.partial"
     assert not out.exists() and len((partial / "results.jsonl").read_text().splitlines()) == 1
     assert not (partial / "run.json").exists()
-    code, _, err = run_cli(["--quiet", "compare", str(experiment), "-o", str(out)], monkeypatch, capsys)
+    code, _, err = run_cli(["--quiet", "compare", str(experiment), "-o", str(out), "--no-report"], monkeypatch,
+                           capsys)
     assert code == 0, err
-    assert json.loads((out / "run.json").read_text())["cells"] == 3 and not partial.exists()
-    assert len((out / "results.jsonl").read_text().splitlines()) == 3
+    assert json.loads((out / "run.json").read_text())["cells"] == 2 and not partial.exists()
+    assert len((out / "results.jsonl").read_text().splitlines()) == 2
+
+
+def test_an_interrupted_single_file_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
+    from traitlab.validate import atomic_file, write_text_atomic
+
+    target = write_text_atomic(tmp_path / "report.csv", "old\n")
+    with pytest.raises(KeyboardInterrupt), atomic_file(target) as handle:
+        handle.write("half of the new")
+        raise KeyboardInterrupt
+    assert target.read_text() == "old\n" and sorted(p.name for p in tmp_path.iterdir()) == ["report.csv"]
+    write_text_atomic(target, "new\n")
+    assert target.read_text() == "new\n" and sorted(p.name for p in tmp_path.iterdir()) == ["report.csv"]
