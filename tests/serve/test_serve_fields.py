@@ -93,7 +93,8 @@ def test_every_monitor_field_with_a_bad_value_is_a_400(client, field, value):
                                  b'{"messages": [{"role": "user", "content": "x"}], "top_p": Infinity}',
                                  b'{"messages": [{"role": "user", "content": "x"}], "persona": {"bold": 1e400}}',
                                  b'{"messages": [{"role": "user", "content": "x"}], "persona": {"bold": -Infinity}}',
-                                 b"[1, 2]", b'"hello"', b"null", b"{not json", b"\xff\xfe",
+                                 b"", b"[1, 2]", b'"hello"', b"null", b"{not json", b"\xff\xfe",
+                                 b"[" * 100000 + b"]" * 100000,
                                  b'{"messages": [{"role": "user", "content": "\\ud800"}]}',
                                  b'{"messages": [{"role": "user", "content": "x"}], "model": "\\udfff"}',
                                  b'{"messages": [{"role": "user", "content": "x"}], "persona": {"\\ud800": 1}}'])

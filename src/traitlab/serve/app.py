@@ -148,11 +148,13 @@ def validation_error(errors: Sequence[Any]) -> JSONResponse:
     loc = [str(x) for x in first.get("loc", ()) if x != "body"]
     param = ".".join(loc) or None
     message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
-    if first.get("type") == "missing":
-        message = "required field is missing"
+    missing = first.get("type") == "missing"
+    if param:
+        text = f"{param}: {'required field is missing' if missing else message}"
+    else:
+        text = "request body is empty; send a JSON object" if missing else f"request body: {message}"
     more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
-    where = f"{param}: " if param else ""
-    return error_json(400, f"{where}{message}{more}", param=param, code="invalid_request")
+    return error_json(400, text + more, param=param, code="invalid_request")
 
 
 def create_app(engine: Engine, model_name: str, api_key: str | None = None,
