@@ -73,6 +73,7 @@ def inputs(tmp_path_factory, model_dir) -> dict[str, Path]:
         "small_experiment": root / "small.yaml", "bad_shape": bad_shape, "npti": npti, "busy": root / "busy",
         "chats": root / "chats.jsonl", "replies": root / "replies.jsonl", "not_utf8_csv": root / "bad.csv",
         "bad_questions": root / "questions.json", "good_pt": root / "good.pt", "no_model": root / "no-model.yaml",
+        "mixed_chats": root / "mixed.jsonl",
     }
     files["binary"].write_bytes(bytes(range(256)) * 4)
     files["folder"].mkdir()
@@ -81,6 +82,8 @@ def inputs(tmp_path_factory, model_dir) -> dict[str, Path]:
     (files["busy"] / "notes.txt").write_text("someone else's")
     files["chats"].write_text(json.dumps({"messages": [{"role": "user", "content": "Plans tonight?"},
                                                        {"role": "assistant", "content": "A big party!"}]}) + "\n")
+    files["mixed_chats"].write_text(json.dumps({"messages": [{"role": "user", "content": "hi"}, 5,
+                                                             {"role": "assistant", "content": "x"}]}) + "\n")
     files["replies"].write_text(json.dumps({"question": "Plans?", "reply": "A party!"}) + "\n")
     files["bad_questions"].write_text(json.dumps(["fine", 5, {"nope": 1}]))
     torch.save(table, files["good_pt"])
@@ -219,6 +222,10 @@ BAD: dict[str, list[str]] = {
     "merge-data-temperature-nan": ["merge", "data", "-t", "extraversion", "-m", "{model}", "--temperature", "nan",
                                    "-o", "{out}/d.jsonl"],
     "serve-threads-zero": ["serve", "-m", "{model}", "--threads", "0"],
+    "monitor-malformed-message": ["monitor", "-v", "{good}", "-i", "{mixed_chats}", "-m", "{model}",
+                                  "-o", "{out}/m.csv"],
+    "screen-malformed-message": ["screen", "-v", "{good}", "-d", "{mixed_chats}", "-m", "{model}",
+                                 "-o", "{out}/m.csv"],
     # a sample of the probe's cases that already kept the promise
     "unknown-trait": ["neurons", "find", "-t", "no_such_trait", "-m", "{model}", "-o", OUT],
     "unknown-dtype": ["chat", "-m", "{model}", "-p", "hi", "--dtype", "float8"],
@@ -270,6 +277,7 @@ WHY: dict[str, str] = {  # each case must fail for its own reason: a part of its
     "eval-unknown-suite": "unknown suite", "finetune-epochs-nan": "finite", "finetune-lr-inf": "finite",
     "merge-data-limit-zero": "--limit", "merge-data-no-samples": "--n-per-question",
     "merge-data-temperature-nan": "finite", "serve-threads-zero": "--threads",
+    "monitor-malformed-message": "malformed chat message", "screen-malformed-message": "malformed chat message",
     "unknown-trait": "unknown trait", "unknown-dtype": "unknown dtype",
     "bad-json-family": "not valid JSON", "apply-missing-file": "not found", "apply-binary-file": "not a readable",
     "negative-temperature": "temperature", "top-p-zero": "top_p", "model-not-found": "not found",

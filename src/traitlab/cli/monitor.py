@@ -13,7 +13,7 @@ from traitlab.cli.common import MODEL, console
 from traitlab.cli.vectors import _check_out, _load_vector
 from traitlab.errors import ConfigError
 from traitlab.model import load_model
-from traitlab.model.chat import Conversation
+from traitlab.model.chat import Conversation, check_conversation
 from traitlab.readers import read_jsonl
 from traitlab.validate import atomic_file
 
@@ -25,7 +25,7 @@ def read_conversations(path: Path) -> list[Conversation]:
         messages = row.get("messages") if isinstance(row, dict) else row
         if not isinstance(messages, list) or not messages:
             raise ConfigError(f"{path}:{number} needs a non-empty 'messages' list")
-        rows.append(messages)
+        rows.append(check_conversation(messages, f"{path}:{number}"))
     if not rows:
         raise ConfigError(f"input {path} holds no conversations")
     return rows

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from traitlab.errors import ConfigError
 from traitlab.model import LoadedModel
-from traitlab.model.chat import Conversation
+from traitlab.model.chat import Conversation, check_conversation
 from traitlab.readers import read_jsonl
 
 
@@ -18,9 +18,10 @@ def load_chat_jsonl(path: str | Path) -> list[Conversation]:
     conversations = []
     for number, row in read_jsonl(source, "chat data"):
         messages = row.get("messages") if isinstance(row, dict) else None
-        if not isinstance(messages, list) or not messages or messages[-1].get("role") != "assistant":
+        if not isinstance(messages, list) or not messages or not isinstance(messages[-1], dict) \
+                or messages[-1].get("role") != "assistant":
             raise ConfigError(f"{source}:{number} needs a 'messages' list ending with an assistant turn")
-        conversations.append(messages)
+        conversations.append(check_conversation(messages, f"{source}:{number}"))
     if not conversations:
         raise ConfigError(f"chat data {source} is empty")
     return conversations

@@ -41,7 +41,7 @@ class ChatRenderer:
             warnings.warn(message, stacklevel=3)
 
     def render(self, conversation: Conversation) -> str:
-        messages = _validated(conversation)
+        messages = check_conversation(conversation)
         if not self.has_template:
             self._warn_once("plain", "the tokenizer has no chat template; using a plain System/User/Assistant layout")
             lines = [f"{PLAIN_ROLES[m['role']]}: {m['content']}" for m in messages]
@@ -58,14 +58,17 @@ class ChatRenderer:
         return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
 
-def _validated(conversation: Conversation) -> Conversation:
-    if not conversation:
-        raise ConfigError("a conversation needs at least one message")
+def check_conversation(conversation: Any, where: str = "") -> Conversation:
+    """``conversation`` if it is a non-empty list of ``{role: system|user|assistant, content: str}`` messages;
+    otherwise a ConfigError (prefixed with ``where``, e.g. ``file:line``)."""
+    prefix = f"{where}: " if where else ""
+    if not isinstance(conversation, list) or not conversation:
+        raise ConfigError(f"{prefix}a conversation needs at least one message")
     for message in conversation:
         if not isinstance(message, dict) or message.get("role") not in PLAIN_ROLES or not isinstance(
                 message.get("content"), str):
-            raise ConfigError(f"malformed chat message {message!r}: needs role system|user|assistant and "
-                              "string content")
+            raise ConfigError(f"{prefix}malformed chat message {str(message)[:80]!r}: needs role "
+                              "system|user|assistant and string content")
     return conversation
 
 
