@@ -32,6 +32,13 @@ def is_verbose() -> bool:
     return _state["verbose"]
 
 
+def note(line: str) -> None:
+    """One plain informational line on stderr (what runs, what was applied) unless ``--quiet``; stdout stays
+    the command's result."""
+    if not is_quiet():
+        stderr.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
 def _shown(enabled: bool) -> bool:
     return enabled and not is_quiet() and stderr.is_terminal
 

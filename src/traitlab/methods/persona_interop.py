@@ -145,22 +145,16 @@ def parse_expression(expression: str) -> list[tuple[float, str]]:
 
 
 def combine(expression: str) -> PersonaVector:
-    """Σ cᵢ·vᵢ over persona-vector artifacts (all layers and variants), steering at the first term's layers."""
+    """Σ cᵢ·vᵢ over persona-vector artifacts (all layers, the variants all hold; each term counts as it steers,
+    its scale folded in), steering at the first term's layers: ``PersonaVector`` arithmetic on files."""
     terms = parse_expression(expression)
-    vectors = []
-    for _, path in terms:
-        vectors.append(PersonaVector.load(path, what="a persona vector (arithmetic needs persona vectors)"))
-    first = vectors[0]
-    for other, (_, path) in zip(vectors[1:], terms[1:], strict=True):
-        if first.fingerprint and other.fingerprint and first.fingerprint.mismatches(other.fingerprint):
-            raise ArtifactError(f"{path} was made for another model than {terms[0][1]}")
-        mine, theirs = first.directions[first.variant].shape, other.directions[other.variant].shape
-        if mine != theirs:
-            raise ArtifactError(f"{path} holds [L+1, d] = {list(theirs)}, {terms[0][1]} holds {list(mine)}: "
-                                "vectors of different shapes cannot be added")
-    shared = set.intersection(*(set(v.directions) for v in vectors))
-    directions = {variant: sum(c * v.directions[variant] for (c, _), v in zip(terms, vectors, strict=True))
-                  for variant in sorted(shared)}
-    return PersonaVector(directions, sorted(first.vectors), first.variant if first.variant in directions
-                         else sorted(directions)[0], first.mode, first.positions, first.cap,
-                         trait=first.trait, fingerprint=first.fingerprint, extra={"expression": expression})
+    total: PersonaVector | None = None
+    for coef, path in terms:
+        vector = PersonaVector.load(path, what="a persona vector (arithmetic needs persona vectors)")
+        try:
+            total = coef * vector if total is None else total + coef * vector
+        except ArtifactError as exc:
+            raise ArtifactError(f"{path}: {exc}") from None
+    assert total is not None
+    total.extra = {"expression": expression}
+    return total
