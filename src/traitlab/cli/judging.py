@@ -59,8 +59,10 @@ def parse_judge(judge: str, url: str | None = None, judge_model: str | None = No
         name = name or judge_model
     if kind == "local" and not name:
         name = judge_model
+    explicit = kind != "auto"
     if resolve_auto and kind == "auto":
         kind = "oracle" if model == ORGANISM else "endpoint" if url else "embedding"
+        name = name if kind == "endpoint" else None
     if kind in ("oracle", "embedding", "none") and name:
         raise ConfigError(f"--judge {kind} takes no model name")
     if kind == "endpoint" and not (url and name):
@@ -68,7 +70,7 @@ def parse_judge(judge: str, url: str | None = None, judge_model: str | None = No
                           "embedding, --judge oracle on the organism, or --judge local:MODEL)")
     if kind == "local" and not name:
         raise ConfigError("a local judge names the model to load: --judge local:MODEL")
-    if url and kind not in ("endpoint", "auto"):
+    if url and explicit and kind != "endpoint":
         raise ConfigError(f"--judge-url is for an endpoint judge, not --judge {kind}")
     return JudgeChoice(kind, name)
 

@@ -305,15 +305,27 @@ def import_pt(path: Path = typer.Argument(..., help="persona_vectors [L+1, d] .p
     console.print(f"wrote {out}")
 
 
+GGUF_NOTE = ("note: llama.cpp adds a control vector at every position (prompt and reply); traitlab steered only "
+             "the {positions} positions, so the same vector can act more strongly there")
+
+
 @app.command("export-gguf")
-def export_gguf(path: Path = typer.Argument(...), out: Path = typer.Option(..., "--out", "-o"),
-                model_hint: str = typer.Option("llama", "--model-hint", help="llama.cpp architecture name.")) -> None:
-    """Write a llama.cpp / repeng control vector (scale folded in)."""
+def export_gguf(path: Path = typer.Argument(..., help="Persona-vector artifact."),
+                out: Path = typer.Option(..., "--out", "-o", help="Control vector to write (.gguf)."),
+                model_hint: str = typer.Option("llama", "--model-hint", help="llama.cpp architecture name."),
+                all_layers: bool = typer.Option(False, "--all-layers", help="Every layer 1..L (repeng's and "
+                                                "llama.cpp's usual control vector), not only the steered ones."),
+                ) -> None:
+    """Write a llama.cpp / repeng control vector (the effective coefficient folded in)."""
     from traitlab.methods.persona_interop import export_gguf as run_export
+    from traitlab.progress import note
 
     _check_out(out)
-    run_export(_load_vector(path), out, model_hint)
-    console.print(f"wrote {out}")
+    vector = _load_vector(path)
+    run_export(vector, out, model_hint, all_layers=all_layers)
+    layers = "every layer 1.." + str(vector.num_layers) if all_layers else f"layer {sorted(vector.vectors)}"
+    console.print(f"wrote {out} ({layers}, effective coefficient α = {vector.scale:g} folded in)")
+    note(GGUF_NOTE.format(positions=vector.positions))
 
 
 @app.command("import-gguf")

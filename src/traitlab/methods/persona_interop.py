@@ -56,22 +56,27 @@ def import_pt(path: str | Path, lm: LoadedModel, layer: int | None = None,
                          extra={"imported_from": source.name})
 
 
-def export_gguf(vector: PersonaVector, path: str | Path, model_hint: str) -> Path:
-    """Write ``scale · v_ℓ`` for the steered layers as a llama.cpp control vector."""
+def export_gguf(vector: PersonaVector, path: str | Path, model_hint: str, all_layers: bool = False) -> Path:
+    """Write ``scale · v_ℓ`` as a llama.cpp / repeng control vector (``direction.ℓ`` tensors, float32): for the
+    steered layers, or with ``all_layers`` for every layer 1..L the vector holds (repeng's ControlVector shape;
+    llama.cpp's ``--control-vector-layer-range`` then picks layers). llama.cpp adds the vector at every position
+    of prompt and reply, whereas traitlab steers only ``vector.positions``."""
     import gguf
     import numpy as np
 
     target = output_file(path, "control vector")
-    finite_tensors({f"direction.{k}": vector.scale * v for k, v in vector.vectors.items()},
-                   f"refusing to write {target}")
-    layers = sorted(layer for layer in vector.vectors if layer >= 1)
+    table = vector.directions[vector.variant]
+    chosen = {layer: table[layer] for layer in range(1, table.shape[0]) if table[layer].any()} if all_layers \
+        else dict(vector.vectors)
+    finite_tensors({f"direction.{k}": vector.scale * v for k, v in chosen.items()}, f"refusing to write {target}")
+    layers = sorted(layer for layer in chosen if layer >= 1)
     if not layers:
-        raise ConfigError("GGUF control vectors have no layer 0; steer at a layer ≥ 1")
+        raise ConfigError("GGUF control vectors have no layer 0; steer at a layer ≥ 1 (or use --all-layers)")
     writer = gguf.GGUFWriter(str(target), "controlvector")
     writer.add_string("controlvector.model_hint", model_hint)
     writer.add_uint32("controlvector.layer_count", vector.num_layers)
     for layer in layers:
-        writer.add_tensor(f"direction.{layer}", (vector.scale * vector.vectors[layer]).numpy().astype(np.float32))
+        writer.add_tensor(f"direction.{layer}", (vector.scale * chosen[layer]).numpy().astype(np.float32))
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()

@@ -30,7 +30,7 @@ from traitlab.judging import Judge, judge_all
 from traitlab.methods.persona_optimize import OPTIMIZED, OptimizeSettings, optimize_directions
 from traitlab.methods.steering import Mode, ResidualSteering
 from traitlab.model import Generation, LoadedModel, capture_residual, teacher_forced
-from traitlab.progress import track
+from traitlab.progress import activity, track
 from traitlab.traits import TraitSpec
 from traitlab.validate import finite
 
@@ -103,8 +103,10 @@ def rollouts(lm: LoadedModel, spec: TraitSpec, judge: Judge | None, settings: Ex
     pos_systems, neg_systems = [p.pos for p, _ in rows], [p.neg for p, _ in rows]
     options = dict(max_new_tokens=settings.max_new_tokens, temperature=settings.temperature,
                    top_p=settings.top_p, batch_size=settings.batch_size)
-    pos = lm.generate_chat(questions_rows, pos_systems, seed=settings.seed, **options)
-    neg = lm.generate_chat(questions_rows, neg_systems, seed=settings.seed + 1, **options)
+    with activity(f"persona vectors {spec.name}: positive prompts"):
+        pos = lm.generate_chat(questions_rows, pos_systems, seed=settings.seed, **options)
+    with activity(f"persona vectors {spec.name}: negative prompts"):
+        neg = lm.generate_chat(questions_rows, neg_systems, seed=settings.seed + 1, **options)
     if judge is None:
         return Rollouts(questions_rows, pos_systems, neg_systems, pos, neg, [None] * len(rows), [None] * len(rows),
                         judged=False)
@@ -276,6 +278,9 @@ class PersonaVector(ResidualSteering):
         """
         if not positive or not negative:
             raise ConfigError("from_pairs needs at least one positive and one negative example")
+        chosen = None if layers is None else [layers] if isinstance(layers, int) else list(layers)
+        for layer in chosen or ():
+            lm.hooks.check_layer(layer)
         pos_rows, neg_rows = example_rows(lm, positive, system), example_rows(lm, negative, system)
         pos = row_activations(lm, pos_rows, range(len(positive)), batch_size, label="positive examples")
         neg = row_activations(lm, neg_rows, range(len(negative)), batch_size, label="negative examples")
@@ -283,12 +288,8 @@ class PersonaVector(ResidualSteering):
         variants = VARIANTS if chats else ("response_avg",)
         directions = {v: pos[v].mean(0) - neg[v].mean(0) for v in variants}
         d_per_layer = separation(pos["response_avg"], neg["response_avg"], directions["response_avg"])
-        if layers is None:
+        if chosen is None:
             chosen = [best_layer(d_per_layer, lm.num_layers)]
-        else:
-            chosen = [layers] if isinstance(layers, int) else list(layers)
-            for layer in chosen:
-                lm.hooks.check_layer(layer)
         extra = {"from_pairs": {"positive": len(positive), "negative": len(negative)},
                  "separation_per_layer": [round(float(x), 4) for x in d_per_layer]}
         return cls(directions, chosen, trait=trait, pole=pole or ("high" if trait else None),
