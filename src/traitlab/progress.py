@@ -1,6 +1,6 @@
 """Progress on stderr (rich): bars for loops, a status line for one long step, each labelled with what runs
-(method, trait, layer). On a terminal they are transient bars; off one (logs, pipes, CI) each loop prints one
-plain line when it starts and one when it ends, never a bar's blank lines. Silenced globally by ``--quiet``
+(method, trait, layer). On a terminal they are transient bars; off one (logs, pipes, CI) the CLI prints
+one plain line when a loop starts and one when it ends (``set_lines``), never a bar's blank lines. Silenced globally by ``--quiet``
 (``set_quiet``). ``--verbose`` (``set_verbose``) lets the libraries' own logging and warnings through."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import track as rich_track
 
 T = TypeVar("T")
-_state = {"quiet": False, "verbose": False}
+_state = {"quiet": False, "verbose": False, "lines": False}
 _activity: list[str] = []
 stderr = Console(stderr=True)
 
@@ -25,6 +25,12 @@ def set_quiet(quiet: bool) -> None:
 
 def is_quiet() -> bool:
     return _state["quiet"]
+
+
+def set_lines(lines: bool) -> None:
+    """Off a terminal, print a plain line where a bar would be (the CLI turns this on; library code stays
+    silent off a terminal)."""
+    _state["lines"] = lines
 
 
 def set_verbose(verbose: bool) -> None:
@@ -62,7 +68,7 @@ def _shown(enabled: bool) -> bool:
 
 
 def _plain(enabled: bool) -> bool:
-    return enabled and not is_quiet() and not stderr.is_terminal
+    return enabled and _state["lines"] and not is_quiet() and not stderr.is_terminal
 
 
 def track(items: Iterable[T], description: str, total: int | None = None, enabled: bool = True) -> Iterator[T]:

@@ -132,11 +132,16 @@ def test_version_and_help_are_fast_and_plain():
 
 
 def test_progress_off_a_terminal_is_plain_labelled_lines(capsys):
-    from traitlab.progress import activity, set_quiet, track
+    from traitlab.progress import activity, set_lines, set_quiet, track
 
     set_quiet(False)  # a CLI test before may have run with -q
+    set_lines(False)
+    assert list(track(range(3), "library use", total=3)) == [0, 1, 2]
+    assert capsys.readouterr().err == ""  # library code off a terminal stays silent
+    set_lines(True)  # as the CLI sets it
     with activity("persona vectors extraversion_high"):
         assert list(track(range(3), "layer 4", total=3)) == [0, 1, 2]
+    set_lines(False)
     lines = capsys.readouterr().err.splitlines()
     assert lines[0] == "persona vectors extraversion_high: layer 4 (3 steps) ..."
     assert lines[1].startswith("persona vectors extraversion_high: layer 4: done in ")

@@ -13,7 +13,7 @@ import typer
 from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from traitlab.errors import TraitlabError
-from traitlab.progress import set_quiet, set_verbose
+from traitlab.progress import set_lines, set_quiet, set_verbose
 
 # name: (module under traitlab.cli, attribute, one-line help shown by ``traitlab --help``); order is help order
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -110,6 +110,7 @@ def _options(quiet: bool = typer.Option(False, "--quiet", "-q", help="No progres
              version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                           help="Print the version and exit.")) -> None:
     set_quiet(quiet)
+    set_lines(True)
     set_verbose(verbose)
     if verbose:
         from transformers.utils import logging as hf_logging

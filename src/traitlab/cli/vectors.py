@@ -145,6 +145,8 @@ def extract(
     model: str = MODEL,
     judge: str = JUDGE_OR_NONE, judge_url: str | None = JUDGE_URL, judge_model: str | None = JUDGE_MODEL,
     judge_cache: str | None = JUDGE_CACHE,
+    n_questions: int | None = typer.Option(None, "--n-questions", min=1,
+                                           help="Use the spec's first N extraction questions (default all)."),
     n_per_question: int = typer.Option(1, "--n-per-question", help="Answers per question and prompt pair."),
     temperature: float = typer.Option(1.0, "--temperature"),
     max_new_tokens: int = typer.Option(96, "--max-new-tokens"),
@@ -177,7 +179,7 @@ def extract(
         raise ConfigError("--sweep and --optimize-layers judge steered answers; give a judge (--judge embedding, "
                           "oracle, endpoint:MODEL or local:MODEL), not --judge none")
     settings = ExtractionSettings(n_per_question, temperature, 1.0, max_new_tokens, seed, trait_threshold,
-                                  coherence_threshold, min_pairs, batch_size)
+                                  coherence_threshold, min_pairs, batch_size, n_questions)
     layer_list, coef_list = parse_numbers(layers, int), parse_numbers(coefs)
     variant_grid, position_grid = parse_grid(variants, ALL_VARIANTS, "variant"), parse_grid(positions, POSITIONS,
                                                                                             "positions")
@@ -188,7 +190,7 @@ def extract(
     elif OPTIMIZED in (variant_grid or []):
         raise ConfigError("the 'optimized' variant needs --optimize-layers")
     _check_out(out)
-    possible = len(spec.instruction) * len(spec.questions) * n_per_question
+    possible = len(spec.instruction) * len(spec.questions[:n_questions]) * n_per_question
     if min_pairs > possible:
         raise ConfigError(f"--min-pairs {min_pairs} is more than the {possible} pairs {spec.name} can give "
                           "(instruction pairs × questions × --n-per-question)")

@@ -52,10 +52,13 @@ class ExtractionSettings:
     coherence_threshold: float = 50.0
     min_pairs: int = 5
     batch_size: int = 32
+    n_questions: int | None = None  # the spec's first n extraction questions (default all)
 
     def __post_init__(self) -> None:
         if self.n_per_question < 1:
             raise ConfigError("n_per_question must be ≥ 1")
+        if self.n_questions is not None and self.n_questions < 1:
+            raise ConfigError("n_questions must be ≥ 1")
         if self.min_pairs < 1:
             raise ConfigError("min_pairs must be ≥ 1")
 
@@ -97,7 +100,7 @@ def rollouts(lm: LoadedModel, spec: TraitSpec, judge: Judge | None, settings: Ex
              coherence_judge: Judge | None = None, questions: Sequence[str] | None = None) -> Rollouts:
     """Generate contrastive answers (every instruction pair × question × n) and judge them (``judge=None``:
     no judge, every pair counts; the system prompts alone make the contrast)."""
-    qs = list(questions if questions is not None else spec.questions)
+    qs = list(questions if questions is not None else spec.questions[:settings.n_questions])
     rows = [(pair, q) for pair in spec.instruction for q in qs for _ in range(settings.n_per_question)]
     questions_rows = [q for _, q in rows]
     pos_systems, neg_systems = [p.pos for p, _ in rows], [p.neg for p, _ in rows]
