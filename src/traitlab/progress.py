@@ -1,7 +1,8 @@
 """Progress on stderr (rich): bars for loops, a status line for one long step, each labelled with what runs
 (method, trait, layer). On a terminal they are transient bars; off one (logs, pipes, CI) the CLI prints
-one plain line when a loop starts and one when it ends (``set_lines``), never a bar's blank lines. Silenced
-globally by ``--quiet`` (``set_quiet``). ``--verbose`` (``set_verbose``) lets the libraries' own logging and warnings through."""
+one plain line when a loop starts and one when it ends (``set_lines``), never a bar's blank lines.
+Silenced globally by ``--quiet`` (``set_quiet``). ``--verbose`` (``set_verbose``) lets the libraries' own
+logging and warnings through."""
 
 from __future__ import annotations
 
