@@ -5,6 +5,7 @@ The names below load on first use, so ``import traitlab`` (and ``traitlab --help
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import TYPE_CHECKING, Any
 
 from traitlab.errors import TraitlabError
@@ -30,4 +31,6 @@ def __getattr__(name: str) -> Any:
         value = getattr(importlib.import_module(_LAZY[name]), name)
         globals()[name] = value
         return value
+    if importlib.util.find_spec(f"traitlab.{name}") is not None:  # a subpackage: traitlab.model, ...
+        return importlib.import_module(f"traitlab.{name}")
     raise AttributeError(f"module 'traitlab' has no attribute '{name}'")
