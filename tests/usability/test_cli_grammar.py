@@ -145,3 +145,14 @@ def test_progress_off_a_terminal_is_plain_labelled_lines(capsys):
     lines = capsys.readouterr().err.splitlines()
     assert lines[0] == "persona vectors extraversion_high: layer 4 (3 steps) ..."
     assert lines[1].startswith("persona vectors extraversion_high: layer 4: done in ")
+
+
+def test_sweep_of_a_custom_spec_artifact_asks_for_its_file(saved, monkeypatch, capsys):
+    vector = PersonaVector.load(saved / "v.safetensors")
+    vector.extra = {"spec": "my_persona"}
+    vector.save(saved / "custom.safetensors")
+    code, _, err = run_cli(["vectors", "sweep", str(saved / "custom.safetensors"), "--model", str(saved / "model"),
+                            "-o", str(saved / "s.safetensors")], monkeypatch, capsys)
+    assert code == 2 and err.strip().splitlines() == [
+        f"error: {saved / 'custom.safetensors'} was made for trait spec 'my_persona', which is not built in; give "
+        "its JSON file with --trait"]

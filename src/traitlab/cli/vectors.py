@@ -237,7 +237,15 @@ def sweep_command(
                                                                                             "positions")
     _check_out(out)
     vector = _load_vector(vector_path)
-    spec = load_trait(trait if trait is not None else artifact_trait(vector, vector_path))
+    if trait is not None:
+        spec = load_trait(trait)
+    else:
+        recorded = artifact_trait(vector, vector_path)
+        try:
+            spec = load_trait(recorded)
+        except ConfigError:
+            raise ConfigError(f"{vector_path} was made for trait spec '{recorded}', which is not built in; give "
+                              "its JSON file with --trait") from None
     missing = [v for v in variant_grid or [] if v not in vector.directions]
     if missing:
         raise ConfigError(f"{vector_path} has no '{missing[0]}' variant; have {', '.join(vector.directions)}")
