@@ -8,7 +8,6 @@ typed by hand.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -17,13 +16,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.usability.test_docs import (  # noqa: E402
-    BASH_PRELUDE,
     RUN,
     blocks,
     console_steps,
     environment,
     pages,
     run_block,
+    run_command,
 )
 
 
@@ -43,11 +42,10 @@ def refresh(page: Path) -> bool:
                 continue
             parts = []
             for command, _ in console_steps(block.text):
-                done = subprocess.run(["bash", "-c", BASH_PRELUDE + command], cwd=cwd, env=env, capture_output=True,
-                                      text=True, timeout=900)
-                if done.returncode != 0:
-                    raise SystemExit(f"{block.where}: `{command}` failed:\n{done.stderr[-3000:]}")
-                parts.append(f"$ {command}\n" + "\n".join(line.rstrip() for line in done.stdout.strip().splitlines()))
+                code, out, err = run_command(command, cwd, env)
+                if code != 0:
+                    raise SystemExit(f"{block.where}: `{command}` failed:\n{err[-3000:]}")
+                parts.append(f"$ {command}\n" + "\n".join(line.rstrip() for line in out.strip().splitlines()))
             fresh = "\n".join(parts) + "\n"
             text = text.replace("```console\n" + block.text, "```console\n" + fresh, 1)
             print(f"{block.where}: {len(parts)} command(s) rerun", file=sys.stderr)

@@ -7,9 +7,12 @@ before a fence, fails."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -87,6 +90,41 @@ def _normalized(text: str) -> str:
     return "\n".join(line.rstrip() for line in text.strip().splitlines())
 
 
+def logical_lines(text: str) -> list[str]:
+    """A bash block's commands: backslash-continued lines joined; comment-only and blank lines dropped."""
+    joined = text.replace("\\\n", " ")
+    return [line for line in joined.splitlines() if shlex.split(line, comments=True)]
+
+
+def run_command(command: str, cwd: Path, env: dict[str, str]) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of one command. A plain ``traitlab ...`` runs in this process (``main(args)``
+    with the output captured): the same code path, without importing torch again for every command; anything
+    else (pipes, other programs) runs in bash with ``traitlab`` = ``python -m traitlab``."""
+    args = shlex.split(command.replace("\\\n", " "), comments=True)
+    if args and args[0] == "traitlab" and not any(a in ("|", "||", "&&", ";", ">", ">>", "<", "&") for a in args):
+        from traitlab.cli import main
+        from traitlab.progress import set_lines, set_quiet
+
+        out, err = io.StringIO(), io.StringIO()
+        previous = Path.cwd()
+        os.chdir(cwd)
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                try:
+                    main(args[1:])
+                    code = 0
+                except SystemExit as exc:
+                    code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        finally:
+            os.chdir(previous)
+            set_quiet(False)
+            set_lines(False)
+        return code, out.getvalue(), err.getvalue()
+    done = subprocess.run(["bash", "-c", BASH_PRELUDE + command], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=900)
+    return done.returncode, done.stdout, done.stderr
+
+
 def run_block(block: Block, cwd: Path, env: dict[str, str]) -> None:
     if block.lang == "python":
         script = cwd / f"block_{block.line}.py"
@@ -95,17 +133,16 @@ def run_block(block: Block, cwd: Path, env: dict[str, str]) -> None:
                               timeout=300)
         assert done.returncode == 0, f"{block.where} failed:\n{done.stderr[-3000:]}"
     elif block.lang == "bash":
-        done = subprocess.run(["bash", "-c", BASH_PRELUDE + block.text], cwd=cwd, env=env, capture_output=True,
-                              text=True, timeout=300)
-        assert done.returncode == 0, f"{block.where} failed:\n{done.stderr[-3000:]}"
+        for command in logical_lines(block.text):
+            code, _, err = run_command(command, cwd, env)
+            assert code == 0, f"{block.where}: `{command}` failed:\n{err[-3000:]}"
     else:
         for command, expected in console_steps(block.text):
-            done = subprocess.run(["bash", "-c", BASH_PRELUDE + command], cwd=cwd, env=env, capture_output=True,
-                                  text=True, timeout=300)
-            assert done.returncode == 0, f"{block.where}: `{command}` failed:\n{done.stderr[-3000:]}"
-            assert _normalized(done.stdout) == _normalized(expected), (
+            code, out, _ = run_command(command, cwd, env)
+            assert code == 0, f"{block.where}: `{command}` failed"
+            assert _normalized(out) == _normalized(expected), (
                 f"{block.where}: `{command}` printed something else than the page shows (regenerate it with "
-                f"`python tools/readme_screen.py`):\n{done.stdout}")
+                f"`python tools/refresh_docs_output.py`):\n{out}")
 
 
 def test_no_run_markers_give_a_reason_and_sit_right_before_a_fence():
@@ -127,6 +164,8 @@ def test_the_parser_finds_blocks_markers_and_console_steps(tmp_path):
     assert [(b.lang, b.line, b.marker is not None) for b in found] == [("python", 3, True), ("console", 7, False),
                                                                        ("yaml", 14, False)]
     assert console_steps(found[1].text) == [("traitlab --version", "traitlab 0.1.0"), ("echo a \\\n  b", "a b")]
+    assert logical_lines("# a comment\ntraitlab a \\\n  --b c   # why\n\ntraitlab d\n") == [
+        "traitlab a    --b c   # why", "traitlab d"]
 
 
 @pytest.mark.parametrize("page", pages(), ids=lambda p: p.name)
