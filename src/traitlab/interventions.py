@@ -32,7 +32,7 @@ from safetensors.torch import save_file
 
 from traitlab.errors import ArtifactError, ConfigError
 from traitlab.model.fingerprint import Fingerprint
-from traitlab.model.loaded import LoadedModel
+from traitlab.model.loaded import LoadedModel, wrap
 from traitlab.validate import finite, finite_tensors
 
 FORMAT_VERSION = 1
@@ -83,6 +83,11 @@ class Intervention(abc.ABC):
             coef = torch.as_tensor(row_scale, dtype=torch.float32) * self.scale
         with self._apply(lm, coef):
             yield lm
+
+    def apply(self, model: Any, tokenizer: Any = None) -> contextlib.AbstractContextManager[LoadedModel]:
+        """``with intervention.apply(model):`` on a plain transformers model (wrapped with ``traitlab.wrap``) or a
+        ``LoadedModel``: the steering-vectors spelling of ``applied``, for code that holds an HF model."""
+        return self.applied(wrap(model, tokenizer))
 
     def check_model(self, lm: LoadedModel) -> None:
         check_fingerprint(self.fingerprint, lm, self.name, "fit it again on this model")
@@ -222,14 +227,17 @@ def read_artifact(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[st
 
 
 def parse_apply_spec(spec: str) -> tuple[str, float]:
-    """``ARTIFACT[:SCALE]`` → (path, scale); a trailing ``:number`` is the scale."""
+    """``ARTIFACT[:SCALE]`` → (path, scale); a trailing ``:number`` is the scale, and a trailing ``:text`` after an
+    existing artifact (or a ``.safetensors`` name) is a bad scale, not a missing file."""
     path, sep, tail = spec.rpartition(":")
-    if sep:
+    if sep and not Path(spec).exists():
         try:
             number = float(tail)
         except ValueError:
+            if Path(path).exists() or path.endswith(".safetensors"):
+                raise ConfigError(f"bad scale '{tail}' in --apply {spec}: not a number") from None
             return spec, 1.0
-        return path, finite(number, f"scale in --apply {spec}")
+        return path, finite(number, f"scale '{tail}' in --apply {spec}")
     return spec, 1.0
 
 

@@ -9,7 +9,7 @@ It sits above ``traitlab.interventions`` (the protocol, which knows no mechanism
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -53,12 +53,24 @@ def load_intervention(path: str | os.PathLike[str], model: LoadedModel | None = 
     return intervention
 
 
-def load_applied(specs: Sequence[str], model: LoadedModel | None = None) -> Intervention | None:
-    """Load ``ARTIFACT[:SCALE]`` specs (CLI ``--apply``) into one composed Intervention, or ``None``."""
+def effective_line(path: str, stored: float, multiplier: float, intervention: Intervention) -> str:
+    """What ``--apply ART:SCALE`` does, in one line: ``:SCALE`` multiplies the artifact's stored scale (a persona
+    vector's α, NPTI's γ, a merge's weight), so the user sees the effective value, not only the multiplier."""
+    return (f"applying {path}: {intervention.name}, effective scale {stored * multiplier:g} "
+            f"(stored {stored:g} × --apply {multiplier:g})")
+
+
+def load_applied(specs: Sequence[str], model: LoadedModel | None = None,
+                 report: Callable[[str], None] | None = None) -> Intervention | None:
+    """Load ``ARTIFACT[:SCALE]`` specs (CLI ``--apply``) into one composed Intervention, or ``None``; ``report``
+    receives each one's ``effective_line``."""
     loaded = []
     for spec in specs:
         path, scale = parse_apply_spec(spec)
-        loaded.append(load_intervention(path, model).scaled(scale))
+        intervention = load_intervention(path, model)
+        if report is not None:
+            report(effective_line(path, intervention.scale, scale, intervention))
+        loaded.append(intervention.scaled(scale))
     if not loaded:
         return None
     return loaded[0] if len(loaded) == 1 else compose(loaded)

@@ -251,7 +251,7 @@ def test_cli_compare_and_eval(experiment, tmp_path, monkeypatch, capsys):
     (["compare", "/no/such.yaml"], "not found"),
     (["eval", "--suite", "vibes"], "unknown suite vibes"),
     (["eval", "--traits", "charisma"], "unknown trait 'charisma'"),
-    (["eval", "--judge", "endpoint"], "needs url and model"),
+    (["eval", "--judge", "endpoint"], "needs --judge-url URL and --judge endpoint:MODEL"),
     (["eval", "--apply", "/missing.safetensors"], "artifact /missing"),
 ])
 def test_cli_errors_exit_2_with_one_line(args, message, experiment, tmp_path, monkeypatch, capsys, no_model_load):

@@ -207,7 +207,12 @@ def drift(
         output_file(out)
     lm = load_model(model, dtype=dtype, device=device)
     space.check_model(lm)
-    intervention = load_applied(apply, lm)
+    from traitlab.progress import note
+
+    applied_lines: list[str] = []
+    intervention = load_applied(apply, lm, report=applied_lines.append)
+    for line in applied_lines:
+        note(line)
     flat = [c for kind in convs.values() for c in kind]
     readings = run_conversations(lm, flat, space, layer, intervention, max_new_tokens, progress=True)
     by_type, start = {}, 0

@@ -11,6 +11,7 @@ import typer
 from traitlab.cli.common import DEVICE, DTYPE, FAMILY, MODEL, console, read_family
 from traitlab.model import load_model
 from traitlab.model.generation import SamplingParams
+from traitlab.progress import note
 from traitlab.registry import load_applied
 from traitlab.validate import utf8_arg
 
@@ -33,10 +34,13 @@ def chat(
     utf8_arg(message, "--message")
     utf8_arg(system, "--system")
     family_override = read_family(family)
-    intervention = load_applied(apply)
+    applied_lines: list[str] = []
+    intervention = load_applied(apply, report=applied_lines.append)
     lm = load_model(model, dtype=dtype, device=device, family=family_override)
     if intervention is not None:
         intervention.check_model(lm)
+    for line in applied_lines:  # once the artifacts are known to fit the model
+        note(line)
     options = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed)
     with intervention.applied(lm) if intervention else contextlib.nullcontext():
         if message is not None:

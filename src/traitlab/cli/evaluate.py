@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from traitlab.cli.common import DEVICE, DTYPE, FAMILY, MODEL, console, read_family
+from traitlab.cli.judging import JUDGE, JUDGE_CACHE, JUDGE_MODEL, JUDGE_URL, parse_judge
 from traitlab.errors import ConfigError, validation_message
 from traitlab.validate import output_file, write_text_atomic
 
@@ -62,11 +63,8 @@ def eval_(
     n_questions: int = typer.Option(10, "--n-questions", help="Questions per trait."),
     samples: int = typer.Option(1, "--samples", help="Answers per question (1 = greedy)."),
     max_new_tokens: int = typer.Option(64, "--max-new-tokens"),
-    judge: str = typer.Option("auto", "--judge", help="auto, oracle, embedding, endpoint or local."),
-    judge_url: str | None = typer.Option(None, "--judge-url", help="OpenAI-compatible base URL (…/v1)."),
-    judge_model: str | None = typer.Option(None, "--judge-model",
-                                           help="Judge model name (endpoint) or model to load (local)."),
-    judge_cache: str | None = typer.Option(None, "--judge-cache", help="SQLite file caching judge answers."),
+    judge: str = JUDGE, judge_url: str | None = JUDGE_URL, judge_model: str | None = JUDGE_MODEL,
+    judge_cache: str | None = JUDGE_CACHE,
     capability_file: str | None = typer.Option(None, "--capability-file",
                                                help="Multiple-choice CSV question,A,B,C,D,answer."),
     seed: int = typer.Option(0, "--seed"),
@@ -84,7 +82,7 @@ def eval_(
     from traitlab.evaluation.suite import Judges, evaluate
     from traitlab.interventions import compose
     from traitlab.model import load_model
-    from traitlab.progress import is_quiet
+    from traitlab.progress import is_quiet, note
     from traitlab.registry import load_applied
 
     if out is not None:
@@ -105,7 +103,8 @@ def eval_(
         if "capability" in config:
             config["capability"] = {"file": capability_file}
         evaluations = Evaluations.model_validate(config)
-        judge_config = JudgeConfig(kind=judge, url=judge_url, model=judge_model, cache=judge_cache)
+        choice = parse_judge(judge, judge_url, judge_model, resolve_auto=False)
+        judge_config = JudgeConfig(kind=choice.kind, url=judge_url, model=choice.model, cache=judge_cache)
     except ValidationError as exc:
         raise ConfigError(f"bad option {validation_message(exc)}") from None
     specs = [resolve_trait(t) for t in _csv(traits, "traits")]
@@ -119,7 +118,8 @@ def eval_(
         for spec in specs:
             question_set(spec, questions, n_questions)
     family_override = read_family(family)
-    intervention = load_applied(apply)
+    applied_lines: list[str] = []
+    intervention = load_applied(apply, report=applied_lines.append)
     if system:
         from traitlab.methods.prompting import PromptIntervention
 
@@ -129,6 +129,8 @@ def eval_(
     lm = load_model(model, dtype=dtype, device=device, family=family_override)
     if intervention is not None:
         intervention.check_model(lm)
+    for line in applied_lines:  # once the artifacts are known to fit the model
+        note(line)
     judges = Judges.from_config(judge_config, lm)
     result = evaluate(lm, intervention, specs, evaluations, judges, seed, progress=not is_quiet())
     _print(result, suites)

@@ -16,23 +16,24 @@ from traitlab.validate import output_file, write_text_atomic
 app = typer.Typer(no_args_is_help=True, help="Offline judges: score replies, validate judges, fit the shipped "
                                                "embedding judge.")
 
-JUDGES = "embedding (default), a judge file (*.safetensors from judges fit), oracle, endpoint, local:MODEL"
+JUDGES = "embedding (default), a judge file (*.safetensors from judges fit), oracle, endpoint:MODEL, local:MODEL"
 
 
-def _check_judge(judge: str, url: str | None, model_name: str | None) -> str:
-    if judge in ("auto", "embedding", "oracle"):
-        return "embedding" if judge == "auto" else judge
-    if judge == "endpoint":
-        if not (url and model_name):
-            raise ConfigError("an endpoint judge needs --judge-url and --judge-model")
-        return judge
-    if judge.startswith("local:") and len(judge) > 6:
-        return judge
+def _check_judge(judge: str, url: str | None, model_name: str | None) -> tuple[str, str | None]:
+    """(kind, endpoint model): ``--judge KIND[:MODEL]`` as every command reads it (``auto`` = embedding here),
+    or a fitted judge file."""
+    from traitlab.cli.judging import parse_judge
+
     if judge.endswith(".safetensors"):
         if not Path(judge).expanduser().is_file():
             raise ConfigError(f"judge file {judge} not found")
-        return judge
-    raise ConfigError(f"unknown judge '{judge}'; use {JUDGES}")
+        return judge, model_name
+    if judge.partition(":")[0] not in ("auto", "oracle", "embedding", "endpoint", "local"):
+        raise ConfigError(f"unknown judge '{judge}'; use {JUDGES}")
+    choice = parse_judge("embedding" if judge == "auto" else judge, url, model_name)
+    if choice.kind == "local":
+        return f"local:{choice.model}", None
+    return choice.kind, choice.model
 
 
 def _llm_judge(kind: str, url: str | None, model_name: str | None, cache: str | None) -> Any:
@@ -101,7 +102,7 @@ def score(
     Rows without a trait get all five Big Five traits (high pole); a row's trait may be any trait spec name."""
     from traitlab.evaluation.offline import read_rows, resolve_traits, score_rows
 
-    kind = _check_judge(judge, judge_url, judge_model)
+    kind, judge_model = _check_judge(judge, judge_url, judge_model)
     if output is not None:
         output_file(output, "--output")
     if coherence not in ("reference", "judge", "none"):
@@ -163,7 +164,9 @@ def validate(
     if judge != "embedding" and not judge.endswith(".safetensors"):
         raise ConfigError(f"judges validate checks an embedding judge (embedding or a .safetensors file), "
                           f"not '{judge}'; give other judges with --compare")
-    others_kinds = [_check_judge(c, judge_url, judge_model) for c in compare]
+    checked = [_check_judge(c, judge_url, judge_model) for c in compare]
+    others_kinds = [kind for kind, _ in checked]
+    judge_model = next((name for kind, name in checked if kind == "endpoint"), judge_model)
     bad = [c for c in others_kinds if c in ("embedding", "oracle") or c.endswith(".safetensors")]
     if bad:
         raise ConfigError(f"--compare takes endpoint or local:MODEL, not {', '.join(bad)}")

@@ -68,6 +68,10 @@ def serve(
     name = served_name or _default_name(model)
     app = create_app(engine, name, api_key=api_key,
                      limits=ServeLimits(max_tokens=max_tokens, max_prompt_tokens=max_prompt_tokens))
+    for persona_name, loaded in personas.personas.items():
+        stored = loaded.intervention.scale
+        print(f"persona {persona_name}: {loaded.intervention.name}, default slider {loaded.default_scale:g} × stored "
+              f"scale {stored:g} = effective {loaded.default_scale * stored:g}", file=sys.stderr)
     shown = f"[{host}]" if ":" in host else host
     print(f"traitlab serve: {name} with {len(personas)} persona(s) on http://{shown}:{port}/ "
           f"(API at /v1{', bearer key required' if api_key else ''})", file=sys.stderr, flush=True)

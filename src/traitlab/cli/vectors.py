@@ -8,7 +8,15 @@ import typer
 from rich.table import Table
 
 from traitlab.cli.common import DEVICE, DTYPE, MODEL, console, key_value_table
-from traitlab.cli.judging import JUDGE, JUDGE_CACHE, JUDGE_MODEL, JUDGE_URL, check_judge_options, make_judges
+from traitlab.cli.judging import (
+    JUDGE,
+    JUDGE_CACHE,
+    JUDGE_MODEL,
+    JUDGE_OR_NONE,
+    JUDGE_URL,
+    check_judge_options,
+    make_judges,
+)
 from traitlab.errors import ConfigError
 from traitlab.methods.persona_optimize import OPTIMIZED, OptimizeSettings
 from traitlab.methods.persona_vectors import ALL_VARIANTS, ExtractionSettings, PersonaVector
@@ -46,6 +54,18 @@ def _check_layers(lm, layers: list[int]) -> None:
 
 def _load_vector(path: Path) -> PersonaVector:
     return PersonaVector.load(path, what="a persona vector")
+
+
+def artifact_trait(vector: PersonaVector, path: Path) -> str:
+    """The trait spec an artifact was made for: the spec name it recorded, else its trait and pole."""
+    recorded = vector.extra.get("spec")
+    if isinstance(recorded, str) and recorded:
+        return recorded
+    if vector.trait and vector.pole in ("high", "low"):
+        return f"{vector.trait}_{vector.pole}"
+    if vector.trait:
+        return vector.trait
+    raise ConfigError(f"{path} records no trait; give --trait")
 
 
 def parse_grid(text: str | None, allowed: tuple[str, ...], what: str) -> list[str] | None:
@@ -95,16 +115,38 @@ def _sweep_and_print(lm, vector, spec, judge, coherence, layers, coefs, threshol
                    max_new_tokens=max_new_tokens, variants=variants, positions=positions)
     console.print(sweep_table(result.cells, result.best, f"sweep: trait score (coherence) on held-out questions; "
                                                          f"unsteered {result.baseline_trait}"))
+    warn_small_gain(result)
     return apply_sweep(vector, result)
+
+
+MIN_GAIN = 5.0  # points on the judge's 0-100 scale
+
+
+def warn_small_gain(result: object, min_gain: float = MIN_GAIN) -> float:
+    """Say so on stderr when the chosen cell moves the trait less than ``min_gain`` points over the unsteered
+    model (52 vs 50 is noise, not steering); returns the gain."""
+    from traitlab.progress import stderr
+
+    best, baseline = result.best, result.baseline_trait  # type: ignore[attr-defined]
+    gain = best.trait - baseline
+    if gain < min_gain:
+        stderr.print(f"warning: the best cell (layer {best.layer}, α={best.coef:g}) moves {best.n} answers' trait "
+                     f"score by {gain:+.1f} points over the unsteered {baseline:.1f} (less than {min_gain:g}): "
+                     "the vector barely steers here; try larger --coefs, other --layers, or a larger model",
+                     markup=False, highlight=False)
+    return gain
 
 
 @app.command()
 def extract(
-    trait: str = typer.Option(..., "--trait", "-t", help="Built-in trait name or a spec JSON file."),
+    trait: str = typer.Option(..., "--trait", "-t", help="Built-in trait (extraversion = its high pole, "
+                              "extraversion_low, evil, ...) or a spec JSON file."),
     out: Path = typer.Option(..., "--out", "-o", help="Artifact to write (.safetensors)."),
     model: str = MODEL,
-    judge: str = JUDGE, judge_url: str | None = JUDGE_URL, judge_model: str | None = JUDGE_MODEL,
+    judge: str = JUDGE_OR_NONE, judge_url: str | None = JUDGE_URL, judge_model: str | None = JUDGE_MODEL,
     judge_cache: str | None = JUDGE_CACHE,
+    n_questions: int | None = typer.Option(None, "--n-questions", min=1,
+                                           help="Use the spec's first N extraction questions (default all)."),
     n_per_question: int = typer.Option(1, "--n-per-question", help="Answers per question and prompt pair."),
     temperature: float = typer.Option(1.0, "--temperature"),
     max_new_tokens: int = typer.Option(96, "--max-new-tokens"),
@@ -132,9 +174,12 @@ def extract(
     """Extract a persona vector for a trait: contrastive answers, judge filter, mean activation difference
     (and, with --optimize-layers, a vector fitted to the same answers)."""
     spec = load_trait(trait)
-    kind = check_judge_options(judge, judge_url, judge_model, model)
+    choice = check_judge_options(judge, judge_url, judge_model, model, allow_none=True)
+    if choice.kind == "none" and (do_sweep or optimize_layers):
+        raise ConfigError("--sweep and --optimize-layers judge steered answers; give a judge (--judge embedding, "
+                          "oracle, endpoint:MODEL or local:MODEL), not --judge none")
     settings = ExtractionSettings(n_per_question, temperature, 1.0, max_new_tokens, seed, trait_threshold,
-                                  coherence_threshold, min_pairs, batch_size)
+                                  coherence_threshold, min_pairs, batch_size, n_questions)
     layer_list, coef_list = parse_numbers(layers, int), parse_numbers(coefs)
     variant_grid, position_grid = parse_grid(variants, ALL_VARIANTS, "variant"), parse_grid(positions, POSITIONS,
                                                                                             "positions")
@@ -145,31 +190,33 @@ def extract(
     elif OPTIMIZED in (variant_grid or []):
         raise ConfigError("the 'optimized' variant needs --optimize-layers")
     _check_out(out)
-    possible = len(spec.instruction) * len(spec.questions) * n_per_question
+    possible = len(spec.instruction) * len(spec.questions[:n_questions]) * n_per_question
     if min_pairs > possible:
         raise ConfigError(f"--min-pairs {min_pairs} is more than the {possible} pairs {spec.name} can give "
                           "(instruction pairs × questions × --n-per-question)")
     lm = load_model(model, dtype=dtype, device=device)
     _check_layers(lm, layer_list)
-    trait_judge, coherence_judge = make_judges(kind, spec, lm, judge_url, judge_model, judge_cache)
+    trait_judge, coherence_judge = make_judges(choice, spec, lm, judge_url, judge_cache)
     from traitlab.methods.persona_vectors import extract as run_extraction
 
     vector = run_extraction(lm, spec, trait_judge, settings, None if no_coherence else coherence_judge, optimize)
-    console.print(f"{vector.extra['pairs_kept']} of {vector.extra['pairs_total']} pairs kept; mean scores "
-                  f"pos {vector.extra['pos_mean_score']} / neg {vector.extra['neg_mean_score']}; "
+    scores = "no judge: every pair kept" if trait_judge is None else (
+        f"mean scores pos {vector.extra['pos_mean_score']} / neg {vector.extra['neg_mean_score']}")
+    console.print(f"{vector.extra['pairs_kept']} of {vector.extra['pairs_total']} pairs kept; {scores}; "
                   f"best-separating layer {next(iter(vector.vectors))}")
     if do_sweep:
         vector = _sweep_and_print(lm, vector, spec, trait_judge, None if no_coherence else coherence_judge,
                                   layer_list, coef_list, coherence_threshold, max_new_tokens, variant_grid,
                                   position_grid)
     vector.save(out)
-    console.print(f"wrote {out} (layer {list(vector.vectors)}, scale {vector.scale:g})")
+    console.print(f"wrote {out} (layer {list(vector.vectors)}, effective coefficient α = {vector.scale:g})")
 
 
 @app.command("sweep")
 def sweep_command(
     vector_path: Path = typer.Argument(..., help="Persona-vector artifact."),
-    trait: str = typer.Option(..., "--trait", "-t"),
+    trait: str | None = typer.Option(None, "--trait", "-t", help="Trait to judge (default: the artifact's own "
+                                     "spec)."),
     out: Path = typer.Option(..., "--out", "-o"),
     model: str = MODEL,
     judge: str = JUDGE, judge_url: str | None = JUDGE_URL, judge_model: str | None = JUDGE_MODEL,
@@ -184,25 +231,33 @@ def sweep_command(
     device: str | None = DEVICE,
 ) -> None:
     """Steer held-out questions over layers × coefficients and keep the best coherent cell."""
-    spec = load_trait(trait)
-    kind = check_judge_options(judge, judge_url, judge_model, model)
+    choice = check_judge_options(judge, judge_url, judge_model, model)
     layer_list, coef_list = parse_numbers(layers, int), parse_numbers(coefs)
     variant_grid, position_grid = parse_grid(variants, ALL_VARIANTS, "variant"), parse_grid(positions, POSITIONS,
                                                                                             "positions")
     _check_out(out)
     vector = _load_vector(vector_path)
+    if trait is not None:
+        spec = load_trait(trait)
+    else:
+        recorded = artifact_trait(vector, vector_path)
+        try:
+            spec = load_trait(recorded)
+        except ConfigError:
+            raise ConfigError(f"{vector_path} was made for trait spec '{recorded}', which is not built in; give "
+                              "its JSON file with --trait") from None
     missing = [v for v in variant_grid or [] if v not in vector.directions]
     if missing:
         raise ConfigError(f"{vector_path} has no '{missing[0]}' variant; have {', '.join(vector.directions)}")
     lm = load_model(model, dtype=dtype, device=device)
     vector.check_model(lm)
     _check_layers(lm, layer_list)
-    trait_judge, coherence_judge = make_judges(kind, spec, lm, judge_url, judge_model, judge_cache)
+    trait_judge, coherence_judge = make_judges(choice, spec, lm, judge_url, judge_cache)
     chosen = _sweep_and_print(lm, vector, spec, trait_judge, coherence_judge, layer_list, coef_list,
                               coherence_threshold, max_new_tokens, variant_grid, position_grid)
     chosen.save(out)
     console.print(f"wrote {out} (layer {list(chosen.vectors)}, {chosen.variant} at {chosen.positions} positions, "
-                  f"scale {chosen.scale:g})")
+                  f"effective coefficient α = {chosen.scale:g})")
 
 
 @app.command()
@@ -260,15 +315,27 @@ def import_pt(path: Path = typer.Argument(..., help="persona_vectors [L+1, d] .p
     console.print(f"wrote {out}")
 
 
+GGUF_NOTE = ("note: llama.cpp adds a control vector at every position (prompt and reply); traitlab steered only "
+             "the {positions} positions, so the same vector can act more strongly there")
+
+
 @app.command("export-gguf")
-def export_gguf(path: Path = typer.Argument(...), out: Path = typer.Option(..., "--out", "-o"),
-                model_hint: str = typer.Option("llama", "--model-hint", help="llama.cpp architecture name.")) -> None:
-    """Write a llama.cpp / repeng control vector (scale folded in)."""
+def export_gguf(path: Path = typer.Argument(..., help="Persona-vector artifact."),
+                out: Path = typer.Option(..., "--out", "-o", help="Control vector to write (.gguf)."),
+                model_hint: str = typer.Option("llama", "--model-hint", help="llama.cpp architecture name."),
+                all_layers: bool = typer.Option(False, "--all-layers", help="Every layer 1..L (repeng's and "
+                                                "llama.cpp's usual control vector), not only the steered ones."),
+                ) -> None:
+    """Write a llama.cpp / repeng control vector (the effective coefficient folded in)."""
     from traitlab.methods.persona_interop import export_gguf as run_export
+    from traitlab.progress import note
 
     _check_out(out)
-    run_export(_load_vector(path), out, model_hint)
-    console.print(f"wrote {out}")
+    vector = _load_vector(path)
+    run_export(vector, out, model_hint, all_layers=all_layers)
+    layers = "every layer 1.." + str(vector.num_layers) if all_layers else f"layer {sorted(vector.vectors)}"
+    console.print(f"wrote {out} ({layers}, effective coefficient α = {vector.scale:g} folded in)")
+    note(GGUF_NOTE.format(positions=vector.positions))
 
 
 @app.command("import-gguf")

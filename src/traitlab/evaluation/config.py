@@ -203,9 +203,9 @@ class Experiment(_Strict):
 def resolve_trait(name: str, base: Path | None = None) -> Any:
     """A TraitSpec for a trait entry: a Big Five name means ``<name>_high``; a relative file path is taken
     relative to the experiment file's folder."""
-    from traitlab.traits import load_trait
+    from traitlab.traits import load_trait, trait_name
 
-    entry = f"{name}_high" if name in BIG_FIVE else name
+    entry = trait_name(name)
     if base is not None and (entry.endswith(".json") or os.sep in entry):
         candidate = base / entry
         if candidate.exists():

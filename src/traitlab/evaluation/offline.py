@@ -50,7 +50,7 @@ def resolve_traits(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         name = row["trait"]
         if name is None or name in out:
             continue
-        out[name] = load_trait(f"{name}_high" if name in BIG_FIVE else name)
+        out[name] = load_trait(name)
     return out
 
 

@@ -34,7 +34,7 @@ from typing import Any
 from traitlab.errors import ConfigError
 from traitlab.evaluation.config import Experiment, MethodConfig, load_experiment
 from traitlab.evaluation.recipes import RecipeContext, build
-from traitlab.progress import stderr, track
+from traitlab.progress import activity, note, stderr, track
 from traitlab.validate import shielded, write_text_atomic
 
 RESULTS = "results.jsonl"
@@ -219,21 +219,26 @@ def _run_cells(experiment: Experiment, specs: dict[str, Any], cells: list[Cell],
         built: dict[tuple[str, str], Any] = {}
         if progress and len(cells) > len(todo):
             stderr.print(f"resuming: {len(cells) - len(todo)} of {len(cells)} cells already in {results}")
-        for cell in track(todo, "cells", total=len(todo), enabled=progress):
+        for cell in track(todo, f"compare {experiment.name}: {len(todo)} cells", total=len(todo), enabled=progress):
             spec = specs[cell.trait]
-            slot = (cell.method.key, cell.trait)
-            first_of_slot = slot not in built
-            if first_of_slot:
-                workdir = out / "work" / cell.method.key / spec.name
-                workdir.mkdir(parents=True, exist_ok=True)
-                context = RecipeContext(lm, spec, workdir, judges)
-                built[slot] = build(cell.method.name, context, cell.method.params)
-            intervention = built[slot]
-            if intervention is not None and cell.scale is not None:
-                intervention = intervention.scaled(cell.scale)
-            start = time.perf_counter()
-            result = evaluate(lm, intervention, [spec], experiment.evaluations, judges, cell.seed, progress=False,
-                              monitor=first_of_slot)
+            scale = "" if cell.scale is None else f", scale {cell.scale:g}"
+            cell_label = f"{cell.method.key} on {spec.name}{scale}, seed {cell.seed}"
+            if progress:
+                note(f"cell {cell_label}")
+            with activity(cell_label):
+                slot = (cell.method.key, cell.trait)
+                first_of_slot = slot not in built
+                if first_of_slot:
+                    workdir = out / "work" / cell.method.key / spec.name
+                    workdir.mkdir(parents=True, exist_ok=True)
+                    context = RecipeContext(lm, spec, workdir, judges)
+                    built[slot] = build(cell.method.name, context, cell.method.params)
+                intervention = built[slot]
+                if intervention is not None and cell.scale is not None:
+                    intervention = intervention.scaled(cell.scale)
+                start = time.perf_counter()
+                result = evaluate(lm, intervention, [spec], experiment.evaluations, judges, cell.seed,
+                                  progress=False, monitor=first_of_slot)
             row = {
                 "key": cell.key, "experiment": experiment.name, "model": experiment.model,
                 "method": cell.method.name, "label": cell.method.key, "trait": cell.trait, "spec": spec.name,

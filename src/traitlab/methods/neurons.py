@@ -39,6 +39,7 @@ from traitlab.interventions import Coef, Intervention, kwargs_from_meta
 from traitlab.methods.neuron_stats import DEFAULT_BINS, NeuronHistogram
 from traitlab.model import Generation, LoadedModel, neuron_edit, stream_neurons
 from traitlab.model.positions import check_positions
+from traitlab.progress import activity
 from traitlab.readers import jsonl_rows
 from traitlab.traits import TraitSpec
 from traitlab.validate import read_text
@@ -177,8 +178,11 @@ def collect(lm: LoadedModel, pairs: Sequence[tuple[str, str]], questions: Sequen
     """Statistics of both sides of ``pairs`` (``(pos system prompt, neg system prompt)``) over ``questions``."""
     settings = settings or CollectionSettings()
     qs, pos_systems, neg_systems = pole_rows(pairs, questions, settings.n_answers, settings.seed)
-    pos, _ = collect_pole(lm, qs, pos_systems, settings, progress)
-    neg, _ = collect_pole(lm, qs, neg_systems, dataclasses.replace(settings, seed=settings.seed + 1), progress)
+    high, low = (poles or {}).get("pos", "high"), (poles or {}).get("neg", "low")
+    with activity(f"NPTI neuron statistics, {high} pole, {lm.num_layers} blocks"):
+        pos, _ = collect_pole(lm, qs, pos_systems, settings, progress)
+    with activity(f"NPTI neuron statistics, {low} pole, {lm.num_layers} blocks"):
+        neg, _ = collect_pole(lm, qs, neg_systems, dataclasses.replace(settings, seed=settings.seed + 1), progress)
     return NeuronStats(pos, neg, dict(poles or {"pos": "high", "neg": "low"}))
 
 

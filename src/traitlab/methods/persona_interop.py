@@ -56,22 +56,27 @@ def import_pt(path: str | Path, lm: LoadedModel, layer: int | None = None,
                          extra={"imported_from": source.name})
 
 
-def export_gguf(vector: PersonaVector, path: str | Path, model_hint: str) -> Path:
-    """Write ``scale · v_ℓ`` for the steered layers as a llama.cpp control vector."""
+def export_gguf(vector: PersonaVector, path: str | Path, model_hint: str, all_layers: bool = False) -> Path:
+    """Write ``scale · v_ℓ`` as a llama.cpp / repeng control vector (``direction.ℓ`` tensors, float32): for the
+    steered layers, or with ``all_layers`` for every layer 1..L the vector holds (repeng's ControlVector shape;
+    llama.cpp's ``--control-vector-layer-range`` then picks layers). llama.cpp adds the vector at every position
+    of prompt and reply, whereas traitlab steers only ``vector.positions``."""
     import gguf
     import numpy as np
 
     target = output_file(path, "control vector")
-    finite_tensors({f"direction.{k}": vector.scale * v for k, v in vector.vectors.items()},
-                   f"refusing to write {target}")
-    layers = sorted(layer for layer in vector.vectors if layer >= 1)
+    table = vector.directions[vector.variant]
+    chosen = {layer: table[layer] for layer in range(1, table.shape[0]) if table[layer].any()} if all_layers \
+        else dict(vector.vectors)
+    finite_tensors({f"direction.{k}": vector.scale * v for k, v in chosen.items()}, f"refusing to write {target}")
+    layers = sorted(layer for layer in chosen if layer >= 1)
     if not layers:
-        raise ConfigError("GGUF control vectors have no layer 0; steer at a layer ≥ 1")
+        raise ConfigError("GGUF control vectors have no layer 0; steer at a layer ≥ 1 (or use --all-layers)")
     writer = gguf.GGUFWriter(str(target), "controlvector")
     writer.add_string("controlvector.model_hint", model_hint)
     writer.add_uint32("controlvector.layer_count", vector.num_layers)
     for layer in layers:
-        writer.add_tensor(f"direction.{layer}", (vector.scale * vector.vectors[layer]).numpy().astype(np.float32))
+        writer.add_tensor(f"direction.{layer}", (vector.scale * chosen[layer]).numpy().astype(np.float32))
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
@@ -145,22 +150,16 @@ def parse_expression(expression: str) -> list[tuple[float, str]]:
 
 
 def combine(expression: str) -> PersonaVector:
-    """Σ cᵢ·vᵢ over persona-vector artifacts (all layers and variants), steering at the first term's layers."""
+    """Σ cᵢ·vᵢ over persona-vector artifacts (all layers, the variants all hold; each term counts as it steers,
+    its scale folded in), steering at the first term's layers: ``PersonaVector`` arithmetic on files."""
     terms = parse_expression(expression)
-    vectors = []
-    for _, path in terms:
-        vectors.append(PersonaVector.load(path, what="a persona vector (arithmetic needs persona vectors)"))
-    first = vectors[0]
-    for other, (_, path) in zip(vectors[1:], terms[1:], strict=True):
-        if first.fingerprint and other.fingerprint and first.fingerprint.mismatches(other.fingerprint):
-            raise ArtifactError(f"{path} was made for another model than {terms[0][1]}")
-        mine, theirs = first.directions[first.variant].shape, other.directions[other.variant].shape
-        if mine != theirs:
-            raise ArtifactError(f"{path} holds [L+1, d] = {list(theirs)}, {terms[0][1]} holds {list(mine)}: "
-                                "vectors of different shapes cannot be added")
-    shared = set.intersection(*(set(v.directions) for v in vectors))
-    directions = {variant: sum(c * v.directions[variant] for (c, _), v in zip(terms, vectors, strict=True))
-                  for variant in sorted(shared)}
-    return PersonaVector(directions, sorted(first.vectors), first.variant if first.variant in directions
-                         else sorted(directions)[0], first.mode, first.positions, first.cap,
-                         trait=first.trait, fingerprint=first.fingerprint, extra={"expression": expression})
+    total: PersonaVector | None = None
+    for coef, path in terms:
+        vector = PersonaVector.load(path, what="a persona vector (arithmetic needs persona vectors)")
+        try:
+            total = coef * vector if total is None else total + coef * vector
+        except ArtifactError as exc:
+            raise ArtifactError(f"{path}: {exc}") from None
+    assert total is not None
+    total.extra = {"expression": expression}
+    return total

@@ -81,7 +81,8 @@ def sweep(lm: LoadedModel, vector: PersonaVector, spec: TraitSpec, judge: Judge,
             if vector.direction(layer, v).any()]  # an optimised variant is zero at layers it was not fitted at
     if not runs:
         raise ConfigError("every swept layer's direction is zero; sweep the layers the vector was optimised at")
-    for variant, where, layer in track(runs, "sweeping layers", total=len(runs)):
+    label = f"persona vectors: sweeping {spec.name}, {len(runs)} layer cells × {len(grid)} coefficients"
+    for variant, where, layer in track(runs, label, total=len(runs)):
         with residual_add(lm, layer, vector.direction(layer, variant), row_coefs, where):
             texts = lm.generate_chat(rows, max_new_tokens=max_new_tokens, batch_size=batch_size,
                                      progress=False).texts

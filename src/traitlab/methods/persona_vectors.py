@@ -30,8 +30,9 @@ from traitlab.judging import Judge, judge_all
 from traitlab.methods.persona_optimize import OPTIMIZED, OptimizeSettings, optimize_directions
 from traitlab.methods.steering import Mode, ResidualSteering
 from traitlab.model import Generation, LoadedModel, capture_residual, teacher_forced
-from traitlab.progress import track
+from traitlab.progress import activity, track
 from traitlab.traits import TraitSpec
+from traitlab.validate import finite
 
 VARIANTS = ("response_avg", "prompt_avg", "prompt_last")
 ALL_VARIANTS = (*VARIANTS, OPTIMIZED)
@@ -51,10 +52,13 @@ class ExtractionSettings:
     coherence_threshold: float = 50.0
     min_pairs: int = 5
     batch_size: int = 32
+    n_questions: int | None = None  # the spec's first n extraction questions (default all)
 
     def __post_init__(self) -> None:
         if self.n_per_question < 1:
             raise ConfigError("n_per_question must be ≥ 1")
+        if self.n_questions is not None and self.n_questions < 1:
+            raise ConfigError("n_questions must be ≥ 1")
         if self.min_pairs < 1:
             raise ConfigError("min_pairs must be ≥ 1")
 
@@ -72,12 +76,15 @@ class Rollouts:
     neg_scores: list[float | None]
     pos_coherence: list[float | None] | None = None
     neg_coherence: list[float | None] | None = None
+    judged: bool = True
 
     def kept(self, settings: ExtractionSettings) -> list[int]:
-        """Rows where pos ≥ τ, neg < τ, both answers non-empty and (when judged) both coherent ≥ τ_c."""
+        """Rows where pos ≥ τ, neg < τ, both answers non-empty and (when judged) both coherent ≥ τ_c; with no
+        judge (``judged=False``), every row with two non-empty answers."""
         keep = []
         for i, (p, n) in enumerate(zip(self.pos_scores, self.neg_scores, strict=True)):
-            if p is None or n is None or p < settings.trait_threshold or n >= settings.trait_threshold:
+            if self.judged and (p is None or n is None or p < settings.trait_threshold
+                                or n >= settings.trait_threshold):
                 continue
             if not self.pos.response_ids[i] or not self.neg.response_ids[i]:
                 continue
@@ -89,17 +96,23 @@ class Rollouts:
         return keep
 
 
-def rollouts(lm: LoadedModel, spec: TraitSpec, judge: Judge, settings: ExtractionSettings,
+def rollouts(lm: LoadedModel, spec: TraitSpec, judge: Judge | None, settings: ExtractionSettings,
              coherence_judge: Judge | None = None, questions: Sequence[str] | None = None) -> Rollouts:
-    """Generate contrastive answers (every instruction pair × question × n) and judge them."""
-    qs = list(questions if questions is not None else spec.questions)
+    """Generate contrastive answers (every instruction pair × question × n) and judge them (``judge=None``:
+    no judge, every pair counts; the system prompts alone make the contrast)."""
+    qs = list(questions if questions is not None else spec.questions[:settings.n_questions])
     rows = [(pair, q) for pair in spec.instruction for q in qs for _ in range(settings.n_per_question)]
     questions_rows = [q for _, q in rows]
     pos_systems, neg_systems = [p.pos for p, _ in rows], [p.neg for p, _ in rows]
     options = dict(max_new_tokens=settings.max_new_tokens, temperature=settings.temperature,
                    top_p=settings.top_p, batch_size=settings.batch_size)
-    pos = lm.generate_chat(questions_rows, pos_systems, seed=settings.seed, **options)
-    neg = lm.generate_chat(questions_rows, neg_systems, seed=settings.seed + 1, **options)
+    with activity(f"persona vectors {spec.name}: positive prompts"):
+        pos = lm.generate_chat(questions_rows, pos_systems, seed=settings.seed, **options)
+    with activity(f"persona vectors {spec.name}: negative prompts"):
+        neg = lm.generate_chat(questions_rows, neg_systems, seed=settings.seed + 1, **options)
+    if judge is None:
+        return Rollouts(questions_rows, pos_systems, neg_systems, pos, neg, [None] * len(rows), [None] * len(rows),
+                        judged=False)
     pos_scores = judge_all(judge, _triples(questions_rows, pos.texts, spec.eval_prompt))
     neg_scores = judge_all(judge, _triples(questions_rows, neg.texts, spec.eval_prompt))
     result = Rollouts(questions_rows, pos_systems, neg_systems, pos, neg, pos_scores, neg_scores)
@@ -120,7 +133,7 @@ def _chunks(rows: Sequence[int], size: int) -> Iterator[list[int]]:
 
 
 def row_activations(lm: LoadedModel, generation: Generation, rows: Sequence[int],
-                    batch_size: int = 32) -> dict[str, torch.Tensor]:
+                    batch_size: int = 32, label: str = "answers") -> dict[str, torch.Tensor]:
     """Per-row mean activations ``[len(rows), L+1, d]`` for each variant, from batched teacher-forced passes.
 
     Rows go through in order of length (little padding) and each pass stops after the last block (no final
@@ -131,7 +144,8 @@ def row_activations(lm: LoadedModel, generation: Generation, rows: Sequence[int]
     order = sorted(range(len(rows)), key=length.__getitem__)
     parts: dict[str, list[torch.Tensor]] = {variant: [] for variant in VARIANTS}
     chunks = list(_chunks([rows[k] for k in order], batch_size))
-    for chunk in track(chunks, "capturing activations", total=len(chunks), enabled=len(chunks) > 1):
+    for chunk in track(chunks, f"persona vectors: activations of {len(rows)} {label}, layers 0-{lm.num_layers}",
+                       total=len(chunks), enabled=len(chunks) > 1):
         input_ids, attention_mask, roles = (t.to(lm.device) for t in generation.batch(chunk))
         with capture_residual(lm, layers, "response") as response, capture_residual(lm, layers, "prompt") as \
                 prompt, capture_residual(lm, layers, "last_prompt", stop_after_last=True) as last:
@@ -151,10 +165,11 @@ def separation(pos: torch.Tensor, neg: torch.Tensor, vectors: torch.Tensor) -> t
     return (p.mean(0) - n.mean(0)) / pooled
 
 
-def extract(lm: LoadedModel, spec: TraitSpec, judge: Judge, settings: ExtractionSettings | None = None,
+def extract(lm: LoadedModel, spec: TraitSpec, judge: Judge | None, settings: ExtractionSettings | None = None,
             coherence_judge: Judge | None = None, optimize: OptimizeSettings | None = None) -> PersonaVector:
     """Run the whole extraction and return a ``PersonaVector`` steering at the best-separating layer (with an
-    ``optimized`` variant fitted at ``optimize.layers`` when ``optimize`` is given)."""
+    ``optimized`` variant fitted at ``optimize.layers`` when ``optimize`` is given). ``judge=None`` keeps every
+    pair (judge-free extraction: the system prompts alone make the contrast)."""
     settings = settings or ExtractionSettings()
     for layer in optimize.layers if optimize else ():
         lm.hooks.check_layer(layer)
@@ -167,12 +182,11 @@ def extract(lm: LoadedModel, spec: TraitSpec, judge: Judge, settings: Extraction
             f"{settings.trait_threshold:g}, negative < {settings.trait_threshold:g}"
             + (f", coherence ≥ {settings.coherence_threshold:g}" if coherence_judge else "")
             + f"); need {settings.min_pairs}: sample more answers, relax the thresholds, or check the judge")
-    pos = row_activations(lm, data.pos, keep, settings.batch_size)
-    neg = row_activations(lm, data.neg, keep, settings.batch_size)
+    pos = row_activations(lm, data.pos, keep, settings.batch_size, f"{spec.name} positive answers")
+    neg = row_activations(lm, data.neg, keep, settings.batch_size, f"{spec.name} negative answers")
     directions = {variant: pos[variant].mean(0) - neg[variant].mean(0) for variant in VARIANTS}
     d_per_layer = separation(pos["response_avg"], neg["response_avg"], directions["response_avg"])
-    inner = d_per_layer[1:lm.num_layers]  # skip the embeddings and the last block's raw output
-    layer = int(inner.argmax()) + 1 if len(inner) else lm.num_layers
+    layer = best_layer(d_per_layer, lm.num_layers)
     stats = {
         "pairs_total": total, "pairs_kept": len(keep),
         "pos_mean_score": _mean([data.pos_scores[i] for i in keep]),
@@ -182,9 +196,46 @@ def extract(lm: LoadedModel, spec: TraitSpec, judge: Judge, settings: Extraction
     if optimize is not None:
         directions[OPTIMIZED], losses = optimize_directions(lm, data.questions, data.pos, keep, optimize)
         stats["optimized"] = {**dataclasses.asdict(optimize), "final_loss": losses}
-    hyper = {**dataclasses.asdict(settings), "coherence_judged": coherence_judge is not None}
+    hyper = {**dataclasses.asdict(settings), "judged": judge is not None,
+             "coherence_judged": coherence_judge is not None}
     return PersonaVector(directions, layers=[layer], trait=spec.trait_name, pole=spec.pole,
                          hyperparameters=hyper, fingerprint=lm.fingerprint, extra={"spec": spec.name, **stats})
+
+
+def best_layer(d_per_layer: torch.Tensor, num_layers: int) -> int:
+    """The layer whose projections separate the poles best (Cohen's d), skipping the embeddings (0) and the
+    last block's raw output (L)."""
+    inner = d_per_layer[1:num_layers]
+    return int(inner.argmax()) + 1 if len(inner) else num_layers
+
+
+Example = str | tuple[str, str]
+
+
+def example_rows(lm: LoadedModel, examples: Sequence[Example], system: str | None = None) -> Generation:
+    """Texts as teacher-forcing rows. A string is a plain text: its first token (BOS, or the first word: the
+    attention-sink position, whose activations are huge and carry nothing of the text) is the "prompt", the
+    rest the "response". A ``(question, answer)`` pair is a chat: the question rendered with the model's
+    template (under ``system``) is the prompt, the answer the response."""
+    prompts: list[list[int]] = []
+    responses: list[list[int]] = []
+    for item in examples:
+        if isinstance(item, str):
+            ids = lm.tokenizer(item, add_special_tokens=True)["input_ids"]
+            if len(ids) < 2:
+                raise ConfigError(f"example text {item!r} is too short: it needs at least two tokens")
+            prompts.append(ids[:1])
+            responses.append(ids[1:])
+        elif isinstance(item, (tuple, list)) and len(item) == 2 and all(isinstance(x, str) for x in item):
+            prompts.append(lm.encode(lm.render([item[0]], system))[0])
+            answer = lm.tokenizer(item[1], add_special_tokens=False)["input_ids"]
+            if not answer:
+                raise ConfigError(f"the answer of example {item!r} is empty")
+            responses.append(answer)
+        else:
+            raise ConfigError(f"an example is a text or a (question, answer) pair of texts, got {item!r}")
+    texts = [item if isinstance(item, str) else item[1] for item in examples]
+    return Generation(texts, prompts, responses, [True] * len(texts), lm.tokenizer.pad_token_id)
 
 
 def _mean(values: Sequence[float | None]) -> float | None:
@@ -213,6 +264,101 @@ class PersonaVector(ResidualSteering):
         self.directions = {name: t.float() for name, t in directions.items()}
         self.variant = variant
         super().__init__({layer: table[layer] for layer in layers}, mode, positions, cap, **kwargs)
+
+    @classmethod
+    def from_pairs(cls, lm: LoadedModel, positive: Sequence[Example], negative: Sequence[Example],
+                   layers: Sequence[int] | int | None = None, *, system: str | None = None,
+                   trait: str | None = None, pole: str | None = None, batch_size: int = 32) -> PersonaVector:
+        """A persona vector from example texts, with no judge (the mean-difference vector of Chen et al. 2025
+        without their judge filter; repeng's and steering-vectors' training from contrastive pairs):
+
+            v_ℓ = mean_i ā_ℓ(positive_i) − mean_j ā_ℓ(negative_j)      for every layer ℓ = 0..L,
+
+        ā the mean residual activation over a text's tokens (a plain string, less its first token) or over the
+        answer's tokens (a ``(question, answer)`` pair, the question rendered with the chat template under
+        ``system``). The two lists need not be paired or of one length. It steers at ``layers`` (default: the
+        layer whose projections separate the two sets best, Cohen's d, as ``extract`` chooses).
+        """
+        if not positive or not negative:
+            raise ConfigError("from_pairs needs at least one positive and one negative example")
+        chosen = None if layers is None else [layers] if isinstance(layers, int) else list(layers)
+        for layer in chosen or ():
+            lm.hooks.check_layer(layer)
+        pos_rows, neg_rows = example_rows(lm, positive, system), example_rows(lm, negative, system)
+        pos = row_activations(lm, pos_rows, range(len(positive)), batch_size, label="positive examples")
+        neg = row_activations(lm, neg_rows, range(len(negative)), batch_size, label="negative examples")
+        chats = not any(isinstance(x, str) for x in (*positive, *negative))
+        variants = VARIANTS if chats else ("response_avg",)
+        directions = {v: pos[v].mean(0) - neg[v].mean(0) for v in variants}
+        d_per_layer = separation(pos["response_avg"], neg["response_avg"], directions["response_avg"])
+        if chosen is None:
+            chosen = [best_layer(d_per_layer, lm.num_layers)]
+        extra = {"from_pairs": {"positive": len(positive), "negative": len(negative)},
+                 "separation_per_layer": [round(float(x), 4) for x in d_per_layer]}
+        return cls(directions, chosen, trait=trait, pole=pole or ("high" if trait else None),
+                   fingerprint=lm.fingerprint, extra=extra)
+
+    # -- vectors as values (repeng's ControlVector arithmetic): each operand counts as it steers, scale folded in
+
+    def _folded(self, factor: float) -> PersonaVector:
+        factor = finite(factor, "a persona vector's multiplier") * self.scale
+        twin = copy.copy(self)
+        twin.extra = {k: v for k, v in self.extra.items() if k not in ("sweep", "separation_per_layer")}
+        PersonaVector.__init__(twin, {k: factor * t for k, t in self.directions.items()}, sorted(self.vectors),
+                               self.variant, self.mode, self.positions, self.cap,
+                               **{**self.common_kwargs(), "scale": 1.0, "extra": twin.extra})
+        return twin
+
+    def __mul__(self, factor: float) -> PersonaVector:
+        if isinstance(factor, PersonaVector) or not isinstance(factor, (int, float)):
+            return NotImplemented
+        return self._folded(float(factor))
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, divisor: float) -> PersonaVector:
+        if not isinstance(divisor, (int, float)) or isinstance(divisor, bool):
+            return NotImplemented
+        if divisor == 0:
+            raise ConfigError("cannot divide a persona vector by zero")
+        return self._folded(1.0 / float(divisor))
+
+    def __neg__(self) -> PersonaVector:
+        return self._folded(-1.0)
+
+    def __pos__(self) -> PersonaVector:
+        return self._folded(1.0)
+
+    def __add__(self, other: PersonaVector) -> PersonaVector:
+        if not isinstance(other, PersonaVector):
+            return NotImplemented
+        return self._plus(other, 1.0)
+
+    def __sub__(self, other: PersonaVector) -> PersonaVector:
+        if not isinstance(other, PersonaVector):
+            return NotImplemented
+        return self._plus(other, -1.0)
+
+    def _plus(self, other: PersonaVector, sign: float) -> PersonaVector:
+        """Σ of two vectors (all layers, the variants both hold), steering at the left operand's layers; the
+        two must come from one model (fingerprint) and have the same ``[L+1, d]`` shape."""
+        from traitlab.errors import ArtifactError
+
+        if self.fingerprint and other.fingerprint and self.fingerprint.mismatches(other.fingerprint):
+            raise ArtifactError(f"cannot combine {self.name} and {other.name}: they were made for different models")
+        mine, theirs = self.directions[self.variant].shape, other.directions[other.variant].shape
+        if mine != theirs:
+            raise ArtifactError(f"cannot combine vectors of shapes [L+1, d] = {list(mine)} and {list(theirs)}")
+        shared = [v for v in self.directions if v in other.directions]
+        if not shared:
+            raise ArtifactError(f"{self.name} and {other.name} share no variant")
+        left, right = self._folded(1.0), other._folded(sign)
+        directions = {v: left.directions[v] + right.directions[v] for v in shared}
+        variant = self.variant if self.variant in directions else shared[0]
+        trait = self.trait if self.trait == other.trait else None
+        return PersonaVector(directions, sorted(self.vectors), variant, self.mode, self.positions, self.cap,
+                             trait=trait, pole=self.pole if trait else None,
+                             fingerprint=self.fingerprint or other.fingerprint)
 
     @property
     def num_layers(self) -> int:

@@ -96,8 +96,6 @@ def opposite(pole: str) -> str:
 
 def resolve_trait(name: str) -> TraitSpec:
     """A trait spec; a bare Big Five trait name (``extraversion``) means its ``_high`` spec."""
-    if name in BIG_FIVE:
-        name = f"{name}_high"
     return load_trait(name)
 
 

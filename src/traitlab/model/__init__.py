@@ -16,7 +16,7 @@ from traitlab.model.family import FAMILY_TABLE, Family, guess_family, resolve_fa
 from traitlab.model.fingerprint import Fingerprint, compute_fingerprint
 from traitlab.model.generation import Generation, pack
 from traitlab.model.hooks import HookEngine
-from traitlab.model.loaded import LoadedModel, load_model, resolve_spec
+from traitlab.model.loaded import LoadedModel, load_model, resolve_spec, wrap
 from traitlab.model.positions import PAD, POSITIONS, PROMPT, RESPONSE
 
 __all__ = [
@@ -24,5 +24,5 @@ __all__ = [
     "Fingerprint", "Generation", "HookEngine", "LinearInputStats", "LoadedModel", "NeuronMoments", "ResidualCapture",
     "capture_linear_inputs", "capture_residual", "compute_fingerprint", "guess_family", "linear_modules",
     "load_model", "neuron_edit", "pack", "residual_ablate", "residual_add", "residual_cap", "resolve_family",
-    "resolve_spec", "stream_neurons", "teacher_forced",
+    "resolve_spec", "stream_neurons", "teacher_forced", "wrap",
 ]

@@ -153,7 +153,8 @@ def generate_ids(model: torch.nn.Module, tracker: Any, prompt_ids: Sequence[Sequ
     stops = torch.tensor(list(stop_ids), dtype=torch.long, device=device)
     extra = {"logits_to_keep": 1} if _accepts_logits_to_keep(model) else {}
     with torch.no_grad(), tracker.tracking(), _rows_in_flight(tracker, len(prompt_ids)) as set_rows:
-        for rows in track(chunks, "generating", total=len(chunks), enabled=progress and len(chunks) > 1):
+        label = f"generating {len(prompt_ids)} replies"
+        for rows in track(chunks, label, total=len(chunks), enabled=progress and len(chunks) > 1):
             set_rows(rows)
             input_ids, attention_mask, _ = pack([prompt_ids[i] for i in rows], [[] for _ in rows], pad_token_id)
             input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)

@@ -33,18 +33,25 @@ class LoadedModel:
     """A model ready for traitlab: ``model``, ``tokenizer``, ``family``, ``hooks``, ``fingerprint``."""
 
     def __init__(self, model: nn.Module, tokenizer: Any, family: Family | Mapping[str, Any] | None = None,
-                 spec: str = "<in-memory>") -> None:
-        self.model = model.eval().requires_grad_(False)
+                 spec: str = "<in-memory>", freeze: bool = True) -> None:
+        self.model = model.eval().requires_grad_(False) if freeze else model
         self.tokenizer = tokenizer
-        if tokenizer.pad_token_id is None:
+        if tokenizer is not None and tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         self.spec = spec
         self.family = resolve_family(model, self.config.model_type, family)
         self.hooks = HookEngine(model, self.family)
         self.fingerprint: Fingerprint = compute_fingerprint(model, self.family)
-        self.renderer = ChatRenderer(tokenizer)
-        self.stop_ids = stop_token_ids(tokenizer, getattr(model, "generation_config", None))
+        self._renderer = ChatRenderer(tokenizer) if tokenizer is not None else None
+        self.stop_ids = stop_token_ids(tokenizer, getattr(model, "generation_config", None)) \
+            if tokenizer is not None else []
         self._system_stack: list[str] = []
+
+    @property
+    def renderer(self) -> ChatRenderer:
+        if self._renderer is None:
+            raise ConfigError("this model was wrapped without a tokenizer; pass one: traitlab.wrap(model, tokenizer)")
+        return self._renderer
 
     @property
     def config(self) -> Any:
@@ -101,6 +108,7 @@ class LoadedModel:
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids of rendered prompts (the template already holds any BOS)."""
+        self.renderer  # noqa: B018 (a clear error without a tokenizer)
         return [self.tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
 
     def generate_chat(self, prompts: Sequence[str | Conversation],
@@ -122,6 +130,40 @@ class LoadedModel:
     def chat(self, message: str | Conversation, system: str | None = None, **generation: Any) -> str:
         """One reply to one message (or conversation)."""
         return self.generate_chat([message], system, progress=False, **generation).texts[0]
+
+
+def wrap(model: nn.Module, tokenizer: Any = None, family: Family | Mapping[str, Any] | None = None
+         ) -> LoadedModel:
+    """Any loaded transformers causal LM (and its tokenizer) as a ``LoadedModel``, for the HF-first workflow::
+
+        model = AutoModelForCausalLM.from_pretrained(...); tokenizer = AutoTokenizer.from_pretrained(...)
+        lm = traitlab.wrap(model, tokenizer)
+
+    The model is used as it is: not copied, not put in eval mode, its ``requires_grad`` flags untouched. The
+    wrapper is kept on the model, so wrapping it again (``vector.apply(model)`` does) costs nothing; a tokenizer
+    given later is added to it. Without a tokenizer, hooks and interventions work; chat and generation need one.
+    """
+    if isinstance(model, LoadedModel):
+        return model
+    if not isinstance(model, nn.Module) or not hasattr(model, "config"):
+        raise ConfigError(f"traitlab.wrap takes a transformers model, got {type(model).__name__}")
+    cached = model.__dict__.get("_traitlab_wrapper")
+    if isinstance(cached, LoadedModel) and family is None:
+        if tokenizer is not None and cached.tokenizer is not tokenizer:
+            cached = LoadedModel.__new__(LoadedModel)
+            cached.__dict__.update(model.__dict__["_traitlab_wrapper"].__dict__)
+            cached.tokenizer = tokenizer
+            if tokenizer.pad_token_id is None:
+                tokenizer.pad_token = tokenizer.eos_token
+            cached._renderer = ChatRenderer(tokenizer)
+            cached.stop_ids = stop_token_ids(tokenizer, getattr(model, "generation_config", None))
+            model.__dict__["_traitlab_wrapper"] = cached
+        return cached
+    spec = str(getattr(model.config, "name_or_path", "") or "<in-memory>")
+    lm = LoadedModel(model, tokenizer, family, spec=spec, freeze=False)
+    if family is None:
+        model.__dict__["_traitlab_wrapper"] = lm
+    return lm
 
 
 def organism_path() -> Path:

@@ -69,7 +69,7 @@ class Persona:
         kinds = self.kinds
         return {
             "name": self.name, "mechanism": mechanism, "trait": iv.trait, "pole": iv.pole,
-            "default_scale": self.default_scale, "artifact": self.source,
+            "default_scale": self.default_scale, "stored_scale": iv.scale, "artifact": self.source,
             "per_request": "runtime" in kinds or "prompt" in kinds,
             "weight_space": any(p.intervention.weight_space for p in self.parts),
             "batching": "grouped" if "shared" in kinds else "per-row",

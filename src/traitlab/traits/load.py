@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from traitlab.errors import ConfigError, validation_message
-from traitlab.traits.spec import TraitSpec
+from traitlab.traits.spec import BIG_FIVE, TraitSpec
 from traitlab.validate import output_file, read_text, write_text_atomic
 
 LIBRARY = Path(str(resources.files("traitlab.traits"))) / "library"
@@ -54,14 +54,22 @@ def from_persona_vectors(extract_path: Path, eval_path: Path | None = None, name
     return _validated(spec, str(extract_path))
 
 
+def trait_name(name: str) -> str:
+    """The one trait-name resolver of every command: a bare Big Five name is its high pole (``extraversion`` →
+    ``extraversion_high``; ``extraversion_low`` is the other pole); anything else is returned unchanged."""
+    return f"{name}_high" if name in BIG_FIVE else name
+
+
 def load_trait(name_or_path: str | Path) -> TraitSpec:
-    """A built-in name (``extraversion_high``, ``evil`` ...), a traitlab spec JSON, or a persona_vectors file."""
-    text = str(name_or_path)
+    """A built-in name (``extraversion`` = ``extraversion_high``, ``extraversion_low``, ``evil`` ...), a traitlab
+    spec JSON, or a persona_vectors file."""
+    text = trait_name(str(name_or_path))
     if text in list_traits():
         return _validated(_read_json(LIBRARY / f"{text}.json"), text)
     path = Path(text).expanduser()
     if not path.suffix == ".json" and not path.exists():
-        raise ConfigError(f"unknown trait '{text}'; built-in traits: {', '.join(list_traits())}, or give a JSON file")
+        raise ConfigError(f"unknown trait '{text}'; built-in traits: {', '.join(BIG_FIVE)} (= their _high pole), "
+                          f"{', '.join(list_traits())}, or give a JSON file")
     data = _read_json(path)
     if isinstance(data, dict) and "name" not in data and "instruction" in data:
         return from_persona_vectors(path)

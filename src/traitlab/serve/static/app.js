@@ -80,7 +80,13 @@ function makePane(label) {
     input.dataset.persona = p.name;
     input.className = "persona-slider";
     const value = wrap.querySelector(".value");
-    const show = () => { value.textContent = fmt(Number(input.value), 1); };
+    // the slider is the multiplier s of the request; the model gets s × the artifact's stored scale (the
+    // effective coefficient, what the gauge reads back), so both are shown when they differ
+    const stored = p.stored_scale === undefined ? 1 : p.stored_scale;
+    const show = () => {
+      const s = Number(input.value);
+      value.textContent = fmt(s, 1) + (stored === 1 ? "" : " × " + stored.toFixed(2) + " = " + fmt(s * stored) + " effective");
+    };
     input.addEventListener("input", show);
     show();
     pane.sliders[p.name] = input;
