@@ -131,7 +131,7 @@ def tiny_run(tmp_path_factory):
 
 
 def test_report_has_sections_in_order_and_its_table_matches_results(tiny_run):
-    folder, done, _ = tiny_run
+    folder, _, _ = tiny_run
     page = (folder / "report.html").read_text()
     positions = [page.index(f"id='{s}'") for s in SECTIONS]
     assert positions == sorted(positions)
@@ -149,7 +149,7 @@ def test_report_has_sections_in_order_and_its_table_matches_results(tiny_run):
     assert set(parser.cells) == set(expected)
     for key, value in expected.items():
         assert math.isclose(parser.cells[key], value, abs_tol=1e-4), key
-    assert page.count("★") == 2  # one best cell per pole
+    assert page.count("class='cell best'") == 2  # one best cell per pole
 
 
 def test_shift_is_paired_against_none_on_the_same_questions(tiny_run):
@@ -178,7 +178,7 @@ def test_console_summary_fits_80_columns_and_markdown_matches_cells(tiny_run):
 
 
 def test_rerun_reuses_every_cell(tiny_run):
-    folder, done, first = tiny_run
+    folder, done, _ = tiny_run
     before = (folder / "results.jsonl").read_text()
     start = time.perf_counter()
     again = run_demo(_organism_experiment(), folder, progress=False)

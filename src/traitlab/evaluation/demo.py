@@ -107,7 +107,7 @@ def pole_cells(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             "trait_name": row.get("trait_name"), "pole": row.get("pole"), "scale": row.get("scale"),
             "effective_scale": row.get("effective_scale"), "mean": mean, "n": n,
             "ci": t_interval(mean, row.get("expression_var"), n), "coherence": row.get("coherence"),
-            "answers": answers, "shift": None, "shift_ci": None, "moves": False,
+            "answers": answers, "shift": None, "shift_ci": None, "moves": False, "diffs": [],
         }
         base = none.get(row["trait"])
         if base is not None and row["method"] != "none":
@@ -115,6 +115,7 @@ def pole_cells(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             diffs = [a["expression"] - before[a["question"]] for a in answers
                      if a.get("expression") is not None and before.get(a["question"]) is not None]
             if diffs:
+                cell["diffs"] = diffs
                 cell["shift"] = scoring.mean(diffs)
                 cell["shift_ci"] = t_interval(cell["shift"], scoring.variance(diffs), len(diffs))
                 cell["moves"] = cell["shift_ci"] is not None and cell["shift_ci"][0] > 0

@@ -174,7 +174,9 @@ def _pooled(cells: Sequence[dict[str, Any]], key: str) -> tuple[float | None, tu
 
 
 def _condition_points(cells: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per (label, scale): mean shift and coherence cost over the poles (against none), with CIs over poles."""
+    """Per (label, scale): mean shift and coherence cost over the poles (against none); the shift's 95%
+    interval pools the paired per-answer differences of all the poles (equal answers per pole, so its centre
+    is the mean shift)."""
     none = {c["trait"]: c for c in cells if c["method"] == "none"}
     groups: dict[tuple[str, Any], list[dict[str, Any]]] = {}
     for cell in cells:
@@ -186,8 +188,10 @@ def _condition_points(cells: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         costs = [none[c["trait"]]["coherence"] - c["coherence"] for c in members
                  if c["coherence"] is not None and c["trait"] in none and none[c["trait"]]["coherence"] is not None]
         shift = scoring.mean(shifts)
+        diffs = [d for c in members for d in c["diffs"]]
+        pooled = scoring.mean(diffs)
         out.append({"label": label, "scale": scale, "shift": shift,
-                    "shift_ci": t_interval(shift, scoring.variance(shifts), len(shifts)),
+                    "shift_ci": t_interval(pooled, scoring.variance(diffs), len(diffs)),
                     "cost": scoring.mean(costs), "expression": scoring.mean(c["mean"] for c in members
                                                                            if c["mean"] is not None),
                     "expression_ci": _pooled(members, "expression")[1],
@@ -213,7 +217,7 @@ def _frontier_section(cells: Sequence[dict[str, Any]]) -> str:
              p["coherence"], p["poles"]] for p in points]
     return ("<section id='frontier'><h2>2. Trait shift vs coherence cost</h2>"
             "<p class='small'>One point per method and scale: how far it moves the evaluated pole above the "
-            "unsteered model (paired on the same questions, mean over the poles, 95% interval over the poles) "
+            "unsteered model (paired on the same questions, mean over the poles, 95% interval over all the answers) "
             "against how much coherence it costs. Up and to the left is better; a line joins one mechanism's "
             f"scales in increasing order.</p>{plot}"
             + _table(["method", "scale", "shift", "95% CI", "coherence cost", "coherence", "poles"], rows, left=2)
@@ -232,9 +236,15 @@ def _dose_section(cells: Sequence[dict[str, Any]], threshold: float) -> str:
     parts.append("<p class='small'>Per mechanism: the judged expression of the evaluated pole (solid, 95% "
                  "interval over all its answers) and coherence (dashed), averaged over the poles, against the "
                  "scale; the axis also gives the effective strength (scale × the stored coefficient; ± where "
-                 "the low poles apply it negated). Grey dotted: <i>none</i>'s expression.</p><div class='grid'>")
+                 "the low poles apply it negated). Scale 0 is the model unchanged (the "
+                 "<i>none</i> cells); grey dotted: <i>none</i>'s expression.</p><div class='grid'>")
+    expression_none, ci_none = _pooled(none, "expression")
+    zero = {"scale": 0.0, "expression": expression_none, "expression_ci": ci_none, "shift": 0.0,
+            "coherence": scoring.mean(c["coherence"] for c in none if c["coherence"] is not None)}
     for index, label in enumerate(swept):
         mine = sorted((p for p in points if p["label"] == label), key=lambda p: p["scale"])
+        if none and all(p["scale"] > 0 for p in mine):  # scale 0 is the model unchanged: the none cells
+            mine = [{**zero, "label": label}, *mine]
         color = COLORS[(index + 3) % len(COLORS)]
         ticks = [(p["scale"], _tick(label, cells, p["scale"])) for p in mine]
         series = [{"name": "expression", "color": color,
@@ -254,6 +264,8 @@ def _dose_section(cells: Sequence[dict[str, Any]], threshold: float) -> str:
 
 
 def _tick(label: str, cells: Sequence[dict[str, Any]], scale: float) -> str:
+    if scale == 0:
+        return "0 (none)"
     text = scale_text(label, cells, scale)
     return text[len(label) + 2:] if text.startswith(label + " ×") else f"{scale:g}"
 
