@@ -51,6 +51,7 @@ class ExtractionSettings:
     coherence_threshold: float = 50.0
     min_pairs: int = 5
     batch_size: int = 32
+    filter_pairs: bool = True  # False: keep every pair with two non-empty answers (no judge filter)
 
     def __post_init__(self) -> None:
         if self.n_per_question < 1:
@@ -75,6 +76,8 @@ class Rollouts:
 
     def kept(self, settings: ExtractionSettings) -> list[int]:
         """Rows where pos ≥ τ, neg < τ, both answers non-empty and (when judged) both coherent ≥ τ_c."""
+        if not settings.filter_pairs:
+            return [i for i in range(len(self.questions)) if self.pos.response_ids[i] and self.neg.response_ids[i]]
         keep = []
         for i, (p, n) in enumerate(zip(self.pos_scores, self.neg_scores, strict=True)):
             if p is None or n is None or p < settings.trait_threshold or n >= settings.trait_threshold:

@@ -4,6 +4,8 @@
   (``variants`` and ``positions``, a list, may be swept too) on held-out questions; with ``layer`` and ``coef``
   both set it steers there without a sweep (no held-out question is used). ``mirror``: a low Big Five pole
   steers with the high pole's vector at the negated coefficient (v_low = −v_high, one extraction per trait).
+  ``filter_pairs: false`` keeps every contrastive pair instead of only those the judge scores on their poles'
+  sides (the paper's filter), for a model or judge too weak for the filter to leave enough pairs.
 - ``personality_vector``: self-distilled data (with ``self_report``: also the persona's answers to that
   inventory's items of the trait) → finetune → φ = θ_tuned − θ_base.
 
@@ -45,6 +47,7 @@ class PersonaVectorParams(Params):
     layer: int | None = Field(default=None, ge=1)
     coef: float | None = None
     mirror: bool = False
+    filter_pairs: bool = True
 
     @field_validator("positions")
     @classmethod
@@ -75,7 +78,8 @@ class PersonaVectorParams(Params):
 
     def extraction(self) -> ExtractionSettings:
         return ExtractionSettings(n_per_question=self.n_per_question, temperature=self.temperature,
-                                  max_new_tokens=self.max_new_tokens, min_pairs=self.min_pairs)
+                                  max_new_tokens=self.max_new_tokens, min_pairs=self.min_pairs,
+                                  filter_pairs=self.filter_pairs)
 
     def optimize(self) -> OptimizeSettings | None:
         if self.optimize_layers is None:
@@ -93,8 +97,9 @@ def build_persona_vectors(context: RecipeContext, params: PersonaVectorParams) -
 
     def fit() -> Intervention:
         trait_judge, _ = judges.trait_judge(spec)
-        vector = extract(lm, context.trimmed(params.n_questions), trait_judge, params.extraction(),
-                         judges.coherence, params.optimize())
+        coherence = judges.coherence if params.filter_pairs else None  # unfiltered: no need to judge fluency
+        vector = extract(lm, context.trimmed(params.n_questions), trait_judge, params.extraction(), coherence,
+                         params.optimize())
         if params.layer is not None and params.coef is not None:
             lm.hooks.check_layer(params.layer)
             chosen = vector.at(params.layer, positions=params.positions if isinstance(params.positions, str)
