@@ -219,3 +219,19 @@ def test_report_renders_in_headless_chromium(tiny_run, tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert png.stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"layer": 16}, "needs both layer and coef"),
+    ({"layer": 16, "coef": 4.0, "positions": ["response", "prompt"]}, "one positions value"),
+    ({"n_questions": 0}, "n_questions"),
+    ({"mirror": 1}, "mirror must be true or false"),
+])
+def test_persona_vector_demo_parameters_are_checked(params, message):
+    from traitlab.errors import ConfigError
+    from traitlab.evaluation.recipes import validate_method
+
+    with pytest.raises(ConfigError, match=message):
+        validate_method("persona_vectors", params)
+    fixed = validate_method("persona_vectors", {"layer": 16, "coef": 4.0, "mirror": True, "filter_pairs": False})
+    assert fixed.extraction().filter_pairs is False
