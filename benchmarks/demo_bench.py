@@ -8,9 +8,9 @@ each run is recorded: a run beside other jobs is labelled ``contended`` and its 
 figure; its CPU time (user + system of the demo process) is the better guide then.
 
 Run: ``python -m benchmarks.demo_bench [--out DIR] [--skip-full] [--threads N]``; writes
-``benchmarks/results/demo_bench.json``, ``DIR/report.png``, and copies the full run's ``results.jsonl`` to
-``benchmarks/results/demo_smollm2_results.jsonl`` (the README's table is rendered from it by
-``python -m tools.demo_table``).
+``benchmarks/results/demo_bench.json`` (not committed) and ``DIR/report.png``, and copies the full run's
+``results.jsonl`` to ``benchmarks/demo_smollm2_results.jsonl`` (committed: the README's table is rendered from
+it by ``python tools/demo_table.py``).
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def main() -> None:
         result["full_rerun"] = timed_demo(args.out, quick=False, threads=args.threads)
         save()
         shutil.copyfile(args.out / "smollm2-135m-instruct-full" / "results.jsonl",
-                        RESULTS / "demo_smollm2_results.jsonl")
+                        Path("benchmarks") / "demo_smollm2_results.jsonl")
     result["quick"] = timed_demo(args.out, quick=True, threads=args.threads)
     save()
     result["quick_rerun"] = timed_demo(args.out, quick=True, threads=args.threads)

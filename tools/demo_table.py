@@ -5,7 +5,7 @@
     python tools/demo_table.py --check               # exit 1 if the README block differs from the run
     python tools/demo_table.py --results runs/demo/smollm2-135m-instruct-full/results.jsonl
 
-The default run is ``benchmarks/results/demo_smollm2_results.jsonl`` (``python -m benchmarks.demo_bench``
+The default run is ``benchmarks/demo_smollm2_results.jsonl`` (``python -m benchmarks.demo_bench``
 copies the full demo's results there); ``tests/evaluation/test_demo.py`` checks the README against it.
 """
 
@@ -20,9 +20,9 @@ from pathlib import Path
 from traitlab.evaluation.demo import markdown_table, pole_cells
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results" / "demo_smollm2_results.jsonl"
+RESULTS = ROOT / "benchmarks" / "demo_smollm2_results.jsonl"
 START, END = "<!-- demo-table:start -->", "<!-- demo-table:end -->"
-NOTE = ("Measured by `traitlab demo` on SmolLM2-135M-Instruct (rendered from its results by "
+NOTE = ("Measured by `traitlab demo{quick}` on SmolLM2-135M-Instruct ({poles} poles; rendered from its results by "
         "`python tools/demo_table.py`): judged expression of each Big Five pole (0-100, 50 = no evidence) on "
         "held-out questions, mean ± 95% CI half-width, best coherent cell per pole in bold; shift = paired "
         "difference to `none`, averaged over the poles; coherence 0-100. Details: [docs/demo.md](docs/demo.md).")
@@ -30,7 +30,9 @@ NOTE = ("Measured by `traitlab demo` on SmolLM2-135M-Instruct (rendered from its
 
 def block(results: Path) -> str:
     rows = [json.loads(line) for line in results.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return f"{START}\n{markdown_table(pole_cells(rows))}\n\n{NOTE}\n{END}"
+    quick = " --quick" if any("(quick)" in str(r.get("experiment")) for r in rows) else ""
+    note = NOTE.format(quick=quick, poles=len({r["trait"] for r in rows}))
+    return f"{START}\n{markdown_table(pole_cells(rows))}\n\n{note}\n{END}"
 
 
 def main() -> int:

@@ -188,7 +188,7 @@ def test_rerun_reuses_every_cell(tiny_run):
 
 
 def test_readme_table_is_the_checked_in_run_rendered():
-    results = ROOT / "benchmarks" / "results" / "demo_smollm2_results.jsonl"
+    results = ROOT / "benchmarks" / "demo_smollm2_results.jsonl"
     if not results.is_file():
         pytest.skip("no checked-in demo run")
     rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
