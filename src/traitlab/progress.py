@@ -7,11 +7,13 @@ logging and warnings through."""
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TypeVar
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.progress import track as rich_track
 
 T = TypeVar("T")
@@ -103,3 +105,27 @@ def status(description: str, enabled: bool = True) -> Iterator[None]:
         return
     with stderr.status(description):
         yield
+
+
+def steps(items: Sequence[T], describe: Callable[[T], str], enabled: bool = True) -> Iterator[T]:
+    """Iterate with a bar whose label names the current item (``describe(item)``: what is being fitted or
+    evaluated). On a terminal the bar is transient; off a terminal (a log, a pipe) each item gets one plain
+    line ``[k/n] label`` on stderr instead, so a log says what ran without blank progress lines. Nothing when
+    quiet or disabled."""
+    if not enabled or is_quiet() or not items:
+        yield from items
+        return
+    total = len(items)
+    if not stderr.is_terminal:
+        for index, item in enumerate(items, 1):
+            print(f"[{index}/{total}] {describe(item)}", file=sys.stderr, flush=True)
+            yield item
+        return
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
+    with Progress(*columns, console=stderr, transient=True) as bar:
+        task = bar.add_task(describe(items[0]), total=total)
+        for item in items:
+            bar.update(task, description=describe(item))
+            yield item
+            bar.advance(task)

@@ -224,6 +224,8 @@ def validate_experiment(experiment: Experiment, base: Path | None = None) -> tup
     """Check what pydantic cannot: methods and their parameters, trait specs, files. Returns the experiment
     with paths made relative to ``base`` and the resolved trait specs."""
     data = experiment.model_dump()
+    # a suite left out is None in the dump; Evaluations reads None as "the defaults", so drop it here
+    data["evaluations"] = {k: v for k, v in data["evaluations"].items() if v is not None}
     for method in data["methods"]:
         if isinstance(method["params"].get("path"), str):
             method["params"]["path"] = _resolve_path(method["params"]["path"], base)

@@ -34,7 +34,7 @@ from typing import Any
 from traitlab.errors import ConfigError
 from traitlab.evaluation.config import Experiment, MethodConfig, load_experiment
 from traitlab.evaluation.recipes import RecipeContext, build
-from traitlab.progress import activity, note, stderr, track
+from traitlab.progress import activity, stderr, steps
 from traitlab.validate import shielded, write_text_atomic
 
 RESULTS = "results.jsonl"
@@ -219,12 +219,18 @@ def _run_cells(experiment: Experiment, specs: dict[str, Any], cells: list[Cell],
         built: dict[tuple[str, str], Any] = {}
         if progress and len(cells) > len(todo):
             stderr.print(f"resuming: {len(cells) - len(todo)} of {len(cells)} cells already in {results}")
-        for cell in track(todo, f"compare {experiment.name}: {len(todo)} cells", total=len(todo), enabled=progress):
+        fits = {c.key for c in {(c.method.key, c.trait): c for c in reversed(todo)}.values()
+                if c.method.name not in ("none", "prompt", "p2")}
+
+        def describe(cell: Cell) -> str:
+            at = "" if cell.scale is None else f" @ {cell.scale:g}"
+            verb = "fitting (or loading) + evaluating" if cell.key in fits else "evaluating"
+            return f"{verb} {cell.method.key} · {cell.trait}{at}"
+
+        for cell in steps(todo, describe, enabled=progress):
             spec = specs[cell.trait]
             scale = "" if cell.scale is None else f", scale {cell.scale:g}"
             cell_label = f"{cell.method.key} on {spec.name}{scale}, seed {cell.seed}"
-            if progress:
-                note(f"cell {cell_label}")
             with activity(cell_label):
                 slot = (cell.method.key, cell.trait)
                 first_of_slot = slot not in built
@@ -244,6 +250,7 @@ def _run_cells(experiment: Experiment, specs: dict[str, Any], cells: list[Cell],
                 "method": cell.method.name, "label": cell.method.key, "trait": cell.trait, "spec": spec.name,
                 "trait_name": spec.trait_name, "pole": spec.pole, "scale": cell.scale, "seed": cell.seed,
                 "intervention": None if intervention is None else repr(intervention), "judge": judges.kind,
+                "effective_scale": getattr(intervention, "scale", None),
                 **headline(result, spec), "result": result, "seconds": round(time.perf_counter() - start, 3),
             }
             _append(results, row)

@@ -53,6 +53,7 @@ class ExtractionSettings:
     min_pairs: int = 5
     batch_size: int = 32
     n_questions: int | None = None  # the spec's first n extraction questions (default all)
+    filter_pairs: bool = True  # False: keep every pair with two non-empty answers (no judge filter)
 
     def __post_init__(self) -> None:
         if self.n_per_question < 1:
@@ -81,6 +82,8 @@ class Rollouts:
     def kept(self, settings: ExtractionSettings) -> list[int]:
         """Rows where pos ≥ τ, neg < τ, both answers non-empty and (when judged) both coherent ≥ τ_c; with no
         judge (``judged=False``), every row with two non-empty answers."""
+        if not settings.filter_pairs:
+            return [i for i in range(len(self.questions)) if self.pos.response_ids[i] and self.neg.response_ids[i]]
         keep = []
         for i, (p, n) in enumerate(zip(self.pos_scores, self.neg_scores, strict=True)):
             if self.judged and (p is None or n is None or p < settings.trait_threshold

@@ -50,6 +50,27 @@ class RecipeContext:
     workdir: Path
     judges: Judges | None = None
 
+    def trimmed(self, n_questions: int | None) -> TraitSpec:
+        """The spec with only its first ``n_questions`` extraction questions (all with ``None``): a cheaper fit
+        that still never sees the held-out ``eval_questions``."""
+        if n_questions is None or n_questions >= len(self.spec.questions):
+            return self.spec
+        return self.spec.model_copy(update={"questions": list(self.spec.questions[:n_questions])})
+
+    def high_pole(self) -> RecipeContext:
+        """The context of the same trait's ``<trait>_high`` library spec (its own work folder beside this one),
+        for a low pole that reuses the high pole's fit (``mirror``); this context when the spec is not a low
+        Big Five pole of the library."""
+        from traitlab.traits import load_trait
+
+        if self.spec.pole != "low":
+            return self
+        try:
+            high = load_trait(f"{self.spec.trait_name}_high")
+        except TraitlabError:
+            return self
+        return dataclasses.replace(self, spec=high, workdir=self.workdir.parent / high.name)
+
     def require_judges(self, method: str) -> Judges:
         if self.judges is None:
             raise ConfigError(f"method '{method}' judges answers: pass the run's judges in the recipe context")

@@ -1,7 +1,9 @@
 """The ``npti`` recipe (Deng et al. 2025): collect both poles' neuron statistics for the spec (cached: keyed
 on the spec, the collection parameters, the description and question files and the model), then select and
 edit neurons for the spec's pole (or ``pole``) with the selection parameters; ``scale`` is γ. A rerun that
-changes only selection parameters re-selects from the cached statistics."""
+changes only selection parameters re-selects from the cached statistics. ``mirror``: a low Big Five pole selects
+its side from the statistics of the ``<trait>_high`` spec (the collection role-plays both poles either way, so
+the trait's statistics are collected once)."""
 
 from __future__ import annotations
 
@@ -45,6 +47,7 @@ class NptiParams(Params):
     scale: float = 1.0
     description_json: str | None = None
     questions: str | None = None
+    mirror: bool = False
 
     @field_validator("description_json", "questions")
     @classmethod
@@ -67,6 +70,9 @@ class NptiParams(Params):
 
 
 def build_npti(context: RecipeContext, params: NptiParams) -> Intervention:
+    own_pole = params.pole or context.spec.pole
+    if params.mirror:
+        context = context.high_pole()
     lm, spec = context.lm, context.spec
     settings = params.collection()
     pairs = None
@@ -88,7 +94,7 @@ def build_npti(context: RecipeContext, params: NptiParams) -> Intervention:
     key = [dataclasses.asdict(settings), pairs, questions]
     base = cached(context, "npti-stats", key, fit, load=load)
     assert isinstance(base, NeuronInduction)
-    options = dataclasses.replace(params.selection(), target=neurons.side_for(spec, params.pole or spec.pole))
+    options = dataclasses.replace(params.selection(), target=neurons.side_for(spec, own_pole))
     return base.with_options(**dataclasses.asdict(options)).scaled(params.scale)
 
 

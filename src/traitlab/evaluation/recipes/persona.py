@@ -1,9 +1,15 @@
 """The recipes of the fitted steering and weight mechanisms:
 
 - ``persona_vectors``: extraction judged with the run's judges, then the layer × coefficient sweep
-  (``variants`` and ``positions``, a list, may be swept too).
+  (``variants`` and ``positions``, a list, may be swept too) on held-out questions; with ``layer`` and ``coef``
+  both set it steers there without a sweep (no held-out question is used). ``mirror``: a low Big Five pole
+  steers with the high pole's vector at the negated coefficient (v_low = −v_high, one extraction per trait).
+  ``filter_pairs: false`` keeps every contrastive pair instead of only those the judge scores on their poles'
+  sides (the paper's filter), for a model or judge too weak for the filter to leave enough pairs.
 - ``personality_vector``: self-distilled data (with ``self_report``: also the persona's answers to that
   inventory's items of the trait) → finetune → φ = θ_tuned − θ_base.
+
+``n_questions`` keeps the first n extraction questions of the spec (a cheaper fit).
 """
 
 from __future__ import annotations
@@ -37,6 +43,11 @@ class PersonaVectorParams(Params):
     coherence_threshold: float = 50.0
     optimize_layers: list[int] | None = None
     optimize_steps: int = 100
+    n_questions: int | None = Field(default=None, ge=1)
+    layer: int | None = Field(default=None, ge=1)
+    coef: float | None = None
+    mirror: bool = False
+    filter_pairs: bool = True
 
     @field_validator("positions")
     @classmethod
@@ -55,6 +66,10 @@ class PersonaVectorParams(Params):
 
     @model_validator(mode="after")
     def _optimize(self) -> PersonaVectorParams:
+        if (self.layer is None) != (self.coef is None):
+            raise ValueError("a fixed persona-vector cell needs both layer and coef (or neither, to sweep)")
+        if self.layer is not None and not isinstance(self.positions, str):
+            raise ValueError("a fixed persona-vector cell steers one positions value, not a list")
         if self.optimize_layers is not None:
             self.optimize()
         elif OPTIMIZED in (self.variants or []):
@@ -63,7 +78,8 @@ class PersonaVectorParams(Params):
 
     def extraction(self) -> ExtractionSettings:
         return ExtractionSettings(n_per_question=self.n_per_question, temperature=self.temperature,
-                                  max_new_tokens=self.max_new_tokens, min_pairs=self.min_pairs)
+                                  max_new_tokens=self.max_new_tokens, min_pairs=self.min_pairs,
+                                  filter_pairs=self.filter_pairs)
 
     def optimize(self) -> OptimizeSettings | None:
         if self.optimize_layers is None:
@@ -72,13 +88,24 @@ class PersonaVectorParams(Params):
 
 
 def build_persona_vectors(context: RecipeContext, params: PersonaVectorParams) -> Intervention:
-    """Extract with the run's trait and coherence judges, sweep layer × coefficient, steer at the best cell."""
+    """Extract with the run's trait and coherence judges, sweep layer × coefficient, steer at the best cell (or
+    at the fixed ``layer``/``coef``); ``mirror`` on a low pole: the high pole's vector scaled by −1."""
+    if params.mirror and context.high_pole() is not context:
+        return build_persona_vectors(context.high_pole(), params.model_copy(update={"mirror": False})).scaled(-1.0)
     lm, spec = context.lm, context.spec
     judges = context.require_judges("persona_vectors")
 
     def fit() -> Intervention:
         trait_judge, _ = judges.trait_judge(spec)
-        vector = extract(lm, spec, trait_judge, params.extraction(), judges.coherence, params.optimize())
+        coherence = judges.coherence if params.filter_pairs else None  # unfiltered: no need to judge fluency
+        vector = extract(lm, context.trimmed(params.n_questions), trait_judge, params.extraction(), coherence,
+                         params.optimize())
+        if params.layer is not None and params.coef is not None:
+            lm.hooks.check_layer(params.layer)
+            chosen = vector.at(params.layer, positions=params.positions if isinstance(params.positions, str)
+                               else None)
+            chosen.scale = params.coef
+            return chosen
         layers = params.layers or list(range(1, lm.num_layers))
         result = sweep(lm, vector, spec, trait_judge, layers, params.coefs, judges.coherence,
                        params.coherence_threshold, questions=spec.held_out_questions[: params.sweep_questions],
@@ -86,7 +113,7 @@ def build_persona_vectors(context: RecipeContext, params: PersonaVectorParams) -
         return apply_sweep(vector, result)
 
     judged_by = [judges.kind, getattr(judges.shared, "name", None)]  # another judge keeps other pairs
-    return cached(context, "persona_vectors", [params.model_dump(), judged_by], fit)
+    return cached(context, "persona_vectors", [params.model_dump(exclude={"mirror"}), judged_by], fit)
 
 
 class PersonalityVectorParams(Params):
@@ -98,6 +125,7 @@ class PersonalityVectorParams(Params):
     learning_rate: float = 3e-4
     batch_size: int = 8
     self_report: str | None = None
+    n_questions: int | None = Field(default=None, ge=1)
 
     @field_validator("self_report")
     @classmethod
@@ -115,8 +143,8 @@ def build_personality_vector(context: RecipeContext, params: PersonalityVectorPa
         if params.self_report is not None:
             inventory = load_inventory(params.self_report)
             self_report = inventory.subset([spec.trait_name]) if spec.trait_name in inventory.traits else None
-        data = self_distill(lm, spec, params.n_per_question, params.temperature, params.max_new_tokens,
-                            self_report=self_report)
+        data = self_distill(lm, context.trimmed(params.n_questions), params.n_per_question, params.temperature,
+                            params.max_new_tokens, self_report=self_report)
         settings = FinetuneSettings(method=params.method, epochs=params.epochs, learning_rate=params.learning_rate,
                                     batch_size=params.batch_size)
         return vector_from_models(lm, finetune(lm, data, settings), spec.trait_name, spec.pole)

@@ -1,11 +1,12 @@
 """The ``subnetwork`` recipe (Ye et al. 2026): the activation-guided mask of the spec's pole (or ``pole``),
-Wanda or contrastive, cached on the spec, the find settings and the model."""
+Wanda or contrastive, cached on the spec, the find settings and the model; ``n_questions`` keeps the first n
+extraction questions for the calibration answers (a cheaper fit)."""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from traitlab.evaluation.recipes.base import Params, Recipe, RecipeContext, cached
 from traitlab.interventions import Intervention
@@ -28,6 +29,7 @@ class SubnetworkParams(Params):
     temperature: float = GenerationSettings.temperature
     max_new_tokens: int = GenerationSettings.max_new_tokens
     pole: Literal["high", "low"] | None = None
+    n_questions: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="after")
     def _settings(self) -> SubnetworkParams:
@@ -48,10 +50,11 @@ def build_subnetwork(context: RecipeContext, params: SubnetworkParams) -> Interv
     pole, _ = spec_pole(context.spec, params.pole)
 
     def fit() -> Intervention:
-        mask, _ = subnet_fit.find(context.lm, context.spec, pole, settings)
+        mask, _ = subnet_fit.find(context.lm, context.trimmed(params.n_questions), pole, settings)
         return mask
 
-    return cached(context, "subnetwork", [pole, settings.hyperparameters()], fit, tags=(pole,))
+    key = [pole, settings.hyperparameters(), *([params.n_questions] if params.n_questions else [])]
+    return cached(context, "subnetwork", key, fit, tags=(pole,))
 
 
 SUBNETWORK = Recipe("subnetwork", SubnetworkParams, build_subnetwork)
