@@ -311,12 +311,38 @@ def markdown(results: dict[str, Any]) -> str:
                      f"{n['shift']:+} ({n['p']:.2g}) | {n['fraction_of_prompt_shift']} | {n['coherence_ratio']} | "
                      f"{u['sd']} / {s['sd']} / {p2['sd']} / {n['sd']} | {'yes' if row['npti_moves'] else 'no'} |")
     if results.get("ablation"):
-        lines += ["", "| pole | setting | γ | boosted/clamped | shift (p) | coherence ratio |", "|---|---|---|---|---|---|"]
+        lines += ["", "| pole | setting | γ | boosted/clamped | shift (p) | coherence ratio |",
+                  "|---|---|---|---|---|---|"]
         for name, table in results["ablation"].items():
             for r in table:
                 lines.append(f"| {name} | {r['setting']} | {r['gamma']:g} | {r['boosted']}/{r['clamped']} | "
                              f"{r['shift']:+} ({r['p']:.2g}) | {r['coherence_ratio']} |")
     return "\n".join(lines)
+
+
+def acceptance(results: dict[str, Any]) -> dict[str, Any]:
+    judged = list(results["poles"].values())
+    return {"npti_moves": sum(r["npti_moves"] for r in judged), "of": len(judged), "target": 6,
+            "prompt_significant": sum(r["prompt_significant"] for r in judged),
+            "mean_sd": {label: round(statistics.fmean(r[label]["sd"] for r in judged), 2)
+                        for label in ("unsteered", "simple prompt", "P2 prompt", "npti")} if judged else {}}
+
+
+def merge(paths: list[Path], out: Path) -> None:
+    """One results file from runs over disjoint poles (e.g. two processes sharing a busy machine)."""
+    parts = [json.loads(p.read_text()) for p in paths]
+    results = dict(parts[0])
+    for key_ in ("poles", "fit_seconds", "ablation", "tokens"):
+        results[key_] = {k: v for part in parts for k, v in part.get(key_, {}).items()}
+    results["poles"] = {name: results["poles"][name] for name in POLES if name in results["poles"]}
+    for key_ in ("generation_rows", "generation_seconds", "wall_seconds"):
+        results[key_] = [part.get(key_) for part in parts]
+    results["merged_from"] = [str(p) for p in paths]
+    results["acceptance"] = acceptance(results)
+    results["markdown"] = markdown(results)
+    save_results(results, out)
+    print(results["markdown"])
+    print(json.dumps(results["acceptance"]))
 
 
 def main() -> None:
@@ -332,7 +358,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--work", type=Path, default=None, help="cache folder (default out/npti_<model>)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/npti_smollm2.json"))
+    parser.add_argument("--merge", type=Path, nargs="+", default=None,
+                        help="combine the results files of runs over disjoint poles into --out and stop")
     args = parser.parse_args()
+    if args.merge:
+        merge(args.merge, args.out)
+        return
     poles = [p for p in args.poles.split(",") if p]
     bad = [p for p in poles + [a for a in args.ablate.split(",") if a] if p not in POLES]
     if bad:
@@ -374,12 +405,7 @@ def main() -> None:
         results["ablation"][name] = ablation(bench, name, induction, questions[:20])
         results["markdown"] = markdown(results)
         save_results(results, out_path)
-    judged = [r for r in results["poles"].values()]
-    results["acceptance"] = {
-        "npti_moves": sum(r["npti_moves"] for r in judged), "of": len(judged), "target": 6,
-        "prompt_significant": sum(r["prompt_significant"] for r in judged),
-        "mean_sd": {label: round(statistics.fmean(r[label]["sd"] for r in judged), 2)
-                    for label in ("unsteered", "simple prompt", "P2 prompt", "npti")} if judged else {}}
+    results["acceptance"] = acceptance(results)
     results["generation_rows"] = bench.gen_rows
     results["generation_seconds"] = round(bench.gen_seconds, 1)
     results["wall_seconds"] = round(time.perf_counter() - start, 1)
