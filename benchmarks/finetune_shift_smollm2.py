@@ -16,7 +16,8 @@ smollm2-135m-instruct --trait T --out DIR/T.safetensors``, read from ``--vectors
    tuned model − the base model's) · v̂ over the held-out prompts (``traitlab.monitor.finetune_shift``), against
    the judged score change (greedy replies, ``--max-new-tokens``; tuned − base, oriented to the pole) over the
    same ``--n`` held-out questions (the union of the ten Big Five specs' eval_questions, deduplicated,
-   shuffled seed 0 — as ``npti_smollm2``). Pearson r per trait over the fractions (the paper: 0.76-0.97).
+   shuffled seed 0 — as ``npti_smollm2``). Pearson r per trait over the fractions (the paper: 0.76-0.97),
+   over all of the trait's models (the fractions and the prevented finetunes) and pooled over every model.
 4. **Preventative steering**: the f = 1 finetune again with h_ℓ += α·v at the vector's layer on all tokens
    during training (α in ``--prevent-coefs``); judged-shift cut = 1 − shift(prevented) / shift(plain f = 1),
    and the perplexity of neutral text (the base model's own greedy held-out replies) under the prevented model
@@ -149,13 +150,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--traits", default="openness_high,agreeableness_low,extraversion_high")
     parser.add_argument("--vectors", type=Path, default=Path("out/22b/vectors"))
-    parser.add_argument("--fractions", default="0,0.25,0.5,0.75,1")
-    parser.add_argument("--prevent-coefs", default="1,2")
-    parser.add_argument("--per-question", type=int, default=2)
+    parser.add_argument("--fractions", default="0,0.5,1")
+    parser.add_argument("--prevent-coefs", default="1")
+    parser.add_argument("--per-question", type=int, default=1)
     parser.add_argument("--data-tokens", type=int, default=48)
     parser.add_argument("--epochs", type=float, default=3.0)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--n", type=int, default=24, help="held-out questions")
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--n", type=int, default=16, help="held-out questions")
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--work", type=Path, default=Path("out/finetune_shift_smollm2"))
@@ -213,6 +214,8 @@ def main() -> None:
                                             "ppl_vs_plain": round(cell["neutral_ppl"] / plain["neutral_ppl"], 3),
                                             "ppl_vs_base": round(cell["neutral_ppl"] / results["base_neutral_ppl"], 3)}
             print(f"{name} prevent α={coef}: {json.dumps(row['prevention'][str(coef)])}", flush=True)
+        models = list(row["fractions"].values()) + list(row["prevention"].values())
+        row["r_all_models"] = pearson([m["activation_shift"] for m in models], [m["judged_change"] for m in models])
         tag = key(name, "screen", len(trait_rows), len(neutral_rows))
         if tag not in screens.data:
             samples = trait_rows + neutral_rows
@@ -229,6 +232,9 @@ def main() -> None:
         results["wall_seconds"] = round(time.perf_counter() - start, 1)
         save_results(results, args.out)
         print(f"{name}: r {row['r']}, screening AUROC {row['screening_auroc']}", flush=True)
+    pooled = [m for row in results["traits"].values() for m in [*row["fractions"].values(),
+                                                                 *row["prevention"].values()]]
+    results["r_pooled"] = pearson([m["activation_shift"] for m in pooled], [m["judged_change"] for m in pooled])
     table = ["| trait | layer | f: activation shift / judged change | r | prevention α: cut, ppl vs plain | AUROC |",
              "|---|---|---|---|---|---|"]
     for name, row in results["traits"].items():

@@ -21,8 +21,8 @@
    the judged score across questions (NPTI's stability claim).
    **Moves toward the pole**: shift > 0 with p < 0.01, at coherence ≥ 0.9× unsteered, and, where the simple
    prompt's own shift is significant (p < 0.01 in the pole's direction), ≥ half of it.
-5. **Ablation** (the paper's γ and threshold) on ``--ablate`` poles over the first 20 held-out questions:
-   τ ∈ {0.05, 0.1, 0.2} × γ ∈ ``GAMMAS``.
+5. **Ablation** (the paper's γ and threshold) on ``--ablate`` poles over the first ``--ablate-n`` held-out questions:
+   τ ∈ {0.05, 0.1, 0.2} × γ ∈ ``--ablate-gammas``.
 
 Every generation and judgement is cached in ``--work`` (JSON), so a rerun or a crash redoes nothing; statistics
 are cached as ``.safetensors`` artifacts. The results file is rewritten after each pole.
@@ -279,7 +279,8 @@ def evaluate_pole(bench: Bench, name: str, induction: Any, questions: list[str])
     return row
 
 
-def ablation(bench: Bench, name: str, induction: Any, questions: list[str]) -> list[dict[str, Any]]:
+def ablation(bench: Bench, name: str, induction: Any, questions: list[str], gammas: list[float]
+             ) -> list[dict[str, Any]]:
     trait, pole = name.rsplit("_", 1)
     sign = 1.0 if pole == "high" else -1.0
     col = TRAITS.index(trait)
@@ -292,7 +293,7 @@ def ablation(bench: Bench, name: str, induction: Any, questions: list[str]) -> l
         if options == {"threshold": 0.1}:
             tag = f"npti:{name}:tau0.1"
         boosted, clamped = counts(variant)
-        for gamma, replies in bench.generate(tag, questions, induction=variant, gammas=GAMMAS).items():
+        for gamma, replies in bench.generate(tag, questions, induction=variant, gammas=gammas).items():
             scores, coh = bench.judge(questions, replies)
             table.append({"setting": label, "gamma": gamma, "boosted": boosted, "clamped": clamped,
                           **summary(scores[:, col], base[:, col], sign, coh, base_coh)})
@@ -355,6 +356,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=48)
     parser.add_argument("--poles", default=",".join(POLES))
     parser.add_argument("--ablate", default="extraversion_high,agreeableness_low")
+    parser.add_argument("--ablate-n", type=int, default=20, help="held-out questions of the ablation")
+    parser.add_argument("--ablate-gammas", default=",".join(f"{g:g}" for g in GAMMAS))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--work", type=Path, default=None, help="cache folder (default out/npti_<model>)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/npti_smollm2.json"))
@@ -402,7 +405,8 @@ def main() -> None:
         save_results(results, out_path)
     for name in [a for a in args.ablate.split(",") if a]:
         induction, _ = fitted(bench, name.rsplit("_", 1)[0], args.answers, args.stat_tokens)
-        results["ablation"][name] = ablation(bench, name, induction, questions[:20])
+        results["ablation"][name] = ablation(bench, name, induction, questions[:args.ablate_n],
+                                            [float(g) for g in args.ablate_gammas.split(",")])
         results["markdown"] = markdown(results)
         save_results(results, out_path)
     results["acceptance"] = acceptance(results)
