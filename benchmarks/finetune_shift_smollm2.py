@@ -199,6 +199,8 @@ def main() -> None:
             row["fractions"][str(f)] = ev.model(key(name, "f", f, settings), lambda d=data: finetune(
                 base, d, settings, progress=False), name, vector, layer)
             print(f"{name} f={f}: {json.dumps(row['fractions'][str(f)])}", flush=True)
+            results["traits"][name] = row
+            save_results(results, args.out)
         xs = [row["fractions"][str(f)]["activation_shift"] for f in fractions]
         ys = [row["fractions"][str(f)]["judged_change"] for f in fractions]
         row["r"] = pearson(xs, ys)
