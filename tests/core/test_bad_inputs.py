@@ -153,6 +153,8 @@ BAD: dict[str, list[str]] = {
                                     "-o", OUT],
     "extract-min-pairs-impossible": ["vectors", "extract", "-t", "extraversion_high", "--min-pairs", "1000000",
                                      "-o", OUT],
+    "extract-short-prompts-missing": ["vectors", "extract", "-t", "evil", "--short-prompts", "-m", "{model}",
+                                      "-o", OUT],
     # a sample of the probe's cases that already kept the promise
     "unknown-trait": ["neurons", "find", "-t", "no_such_trait", "-m", "{model}", "-o", OUT],
     "unknown-dtype": ["chat", "-m", "{model}", "-p", "hi", "--dtype", "float8"],
