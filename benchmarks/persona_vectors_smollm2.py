@@ -519,6 +519,82 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def markdown(results: dict[str, Any]) -> str:
+    """The docs' tables from a results file."""
+    lines: list[str] = []
+    prompts, sweep, steer = results.get("prompts", {}), results.get("sweep", {}), results.get("steer", {})
+    extract, inhibit, monitor = results.get("extract", {}), results.get("inhibit", {}), results.get("monitor", {})
+    if prompts:
+        lines += ["| pole | paraphrase #0 | #1 | #2 |", "|---|---|---|---|"]
+        for pole in POLES:
+            if pole in prompts:
+                cells = [f"{r['shift']:+.1f} (p={r['p']:.3f})" + (" **best**" if k == prompts[pole]["best"] else "")
+                         for k, r in enumerate(prompts[pole]["paraphrases"])]
+                lines.append(f"| {pole} | " + " | ".join(cells) + " |")
+        lines.append("")
+    if extract:
+        lines += ["| trait | pairs kept of 60: trait filter / + coherence | best-separating layer (d) | "
+                  "d at L8 / L14 / L20 | ‖v‖ at L8 / L14 / L20 | cos(filtered, unfiltered) at L14 | "
+                  "cos(response_avg, prompt_avg / prompt_last) at L14 |", "|---|---|---|---|---|---|---|"]
+        for trait in TRAITS:
+            if trait in extract:
+                e = extract[trait]
+                d = e["separation_d"]
+                best = int(np.argmax(d[1:len(d) - 1])) + 1
+                lines.append(f"| {trait} | {e['trait_filter_passed']} / {e['kept']} | {best} ({d[best]:.2f}) | "
+                             f"{d[8]:.2f} / {d[14]:.2f} / {d[20]:.2f} | {e['norm_response_avg'][8]:.1f} / "
+                             f"{e['norm_response_avg'][14]:.1f} / {e['norm_response_avg'][20]:.1f} | "
+                             f"{e['cos_filtered_unfiltered'][14]:.2f} | {e['cos_response_vs_prompt_avg'][14]:.2f} / "
+                             f"{e['cos_response_vs_prompt_last'][14]:.2f} |")
+        lines.append("")
+    if sweep:
+        lines += ["| trait | pole | chosen layer, α | sweep shift | coherence × | guard met |",
+                  "|---|---|---|---|---|---|"]
+        for trait in TRAITS:
+            for pole in ("high", "low"):
+                if trait in sweep:
+                    c = sweep[trait][pole]
+                    lines.append(f"| {trait} | {pole} | L{c['layer']}, {c['coef']:+g} | {c['shift']:+.1f} | "
+                                 f"{c['coherence_ratio']} | {c['guard_met']} |")
+        lines.append("")
+    if steer:
+        lines += ["| pole | prompt: shift ± CI (p) coh× | cell | α₁ | α₂ | α₃ | chosen: moves, fraction of prompt | "
+                  "monotone |", "|---|---|---|---|---|---|---|---|"]
+        for pole in POLES:
+            if pole in steer:
+                r = steer[pole]
+                doses = [f"α={c:g}: {r[f'steer_{c:g}']['shift']:+.1f} ± {r[f'steer_{c:g}']['ci95']:.1f} "
+                         f"(p={r[f'steer_{c:g}']['p']:.2g}) ×{r[f'steer_{c:g}']['coherence_ratio']:.2f}"
+                         for c in r["dose_coefs"]]
+                chosen = r[f"steer_{abs(r['chosen_coef']):g}"]
+                lines.append(f"| {pole} | {r['prompt']['shift']:+.1f} ± {r['prompt']['ci95']:.1f} "
+                             f"(p={r['prompt']['p']:.2g}) ×{r['prompt']['coherence_ratio']:.2f} | "
+                             f"L{r['layer']}, α={abs(r['chosen_coef']):g} | " + " | ".join(doses)
+                             + f" | {'yes' if r['chosen_moves'] else 'no'}, {chosen['fraction_of_prompt']} | "
+                             f"{'yes' if r['monotone'] else 'no'} |")
+        lines.append("")
+    if inhibit:
+        lines += ["| pole | prompted shift | prompt coh× | α | shift left | fraction removed | coherence × |",
+                  "|---|---|---|---|---|---|---|"]
+        for pole in POLES:
+            if pole in inhibit:
+                r = inhibit[pole]
+                key = next(k for k in r if k.startswith("inhibit_"))
+                lines.append(f"| {pole} | {r['prompt_shift']:+.1f} | {r['prompt_coherence_ratio']:.2f} | "
+                             f"−{key.split('_')[1]} | {r[key]['remaining_shift']:+.1f} | "
+                             f"{r[key]['fraction_removed']} | {r[key]['coherence_ratio']:.2f} |")
+        lines.append("")
+    if monitor:
+        lines += ["| trait | layer | r, 56 replies (7 prompts × 8) | r, 7 prompt means | r, 120 held-out replies "
+                  "(3 prompts × 40) |", "|---|---|---|---|---|"]
+        for trait in TRAITS:
+            if trait in monitor:
+                m = monitor[trait]
+                lines.append(f"| {trait} | {m['layer']} | {m['r_replies']:+.2f} | {m['r_prompt_means']:+.2f} | "
+                             f"{m['held_out_3_prompts']['r_replies']:+.2f} |")
+    return "\n".join(lines)
+
+
 STAGES = {"prompts": stage_prompts, "extract": stage_extract, "sweep": stage_sweep, "steer": stage_steer,
           "inhibit": stage_inhibit, "monitor": stage_monitor}
 
@@ -533,7 +609,11 @@ def main() -> None:
     parser.add_argument("--traits", default=",".join(TRAITS), help="comma-separated Big Five traits")
     parser.add_argument("--shard", default="", help="suffix of this process's cache files (parallel runs)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/persona_vectors_smollm2.json"))
+    parser.add_argument("--markdown", action="store_true", help="print the docs' tables from --out and exit")
     args = parser.parse_args()
+    if args.markdown:
+        print(markdown(json.loads(args.out.read_text())))
+        return
     stages = list(STAGES) if args.stages == "all" else [s.strip() for s in args.stages.split(",")]
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
