@@ -1,7 +1,8 @@
 """The recipes of the fitted steering and weight mechanisms:
 
 - ``persona_vectors``: extraction judged with the run's judges, then the layer × coefficient sweep
-  (``variants`` and ``positions``, a list, may be swept too).
+  (``variants`` and ``positions``, a list, may be swept too); ``short_prompts: true`` extracts from the spec's
+  ``short_instruction`` pairs (the prompts a 135M model follows).
 - ``personality_vector``: self-distilled data (with ``self_report``: also the persona's answers to that
   inventory's items of the trait) → finetune → φ = θ_tuned − θ_base.
 """
@@ -12,6 +13,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from traitlab.errors import ConfigError
 from traitlab.evaluation.questionnaire import load_inventory
 from traitlab.evaluation.recipes.base import Params, Recipe, RecipeContext, cached
 from traitlab.finetune import FinetuneSettings, finetune
@@ -37,6 +39,7 @@ class PersonaVectorParams(Params):
     coherence_threshold: float = 50.0
     optimize_layers: list[int] | None = None
     optimize_steps: int = 100
+    short_prompts: bool = False
 
     @field_validator("positions")
     @classmethod
@@ -74,11 +77,15 @@ class PersonaVectorParams(Params):
 def build_persona_vectors(context: RecipeContext, params: PersonaVectorParams) -> Intervention:
     """Extract with the run's trait and coherence judges, sweep layer × coefficient, steer at the best cell."""
     lm, spec = context.lm, context.spec
+    if params.short_prompts and not spec.short_instruction:
+        raise ConfigError(f"method 'persona_vectors': short_prompts is set but {spec.name} has no short_instruction "
+                          "pairs")
     judges = context.require_judges("persona_vectors")
 
     def fit() -> Intervention:
         trait_judge, _ = judges.trait_judge(spec)
-        vector = extract(lm, spec, trait_judge, params.extraction(), judges.coherence, params.optimize())
+        pairs = spec.with_short_instructions() if params.short_prompts else spec
+        vector = extract(lm, pairs, trait_judge, params.extraction(), judges.coherence, params.optimize())
         layers = params.layers or list(range(1, lm.num_layers))
         result = sweep(lm, vector, spec, trait_judge, layers, params.coefs, judges.coherence,
                        params.coherence_threshold, questions=spec.held_out_questions[: params.sweep_questions],
