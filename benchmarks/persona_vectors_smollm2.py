@@ -505,6 +505,23 @@ def stage_monitor(ctx: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def stage_speed(ctx: dict[str, Any]) -> dict[str, Any]:
+    """``benchmarks.persona_vectors_speed`` on the extraversion extraction pairs of this run (60 + 60 cached
+    replies, no new rollouts): traitlab's batched hooked capture vs persona_vectors' one-example-per-forward loop
+    with ``output_hidden_states=True`` (same vectors?), then extraction + steered generation vs repeng and
+    steering-vectors when they are installed (``benchmarks/peers_steering.py``)."""
+    from benchmarks.persona_vectors_speed import all_figures
+
+    gen, qs = ctx["gen"], ctx["questions"]["extract"]["extraversion"]
+    highs, lows = short_prompts("extraversion_high"), short_prompts("extraversion_low")
+    pos = gen.generation([(q, h, None, 0, 0.0) for h in highs for q in qs])
+    neg = gen.generation([(q, lo, None, 0, 0.0) for lo in lows for q in qs])
+    figures = all_figures(ctx["lm"], pos, neg, [q for _ in highs for q in qs], gen.max_new_tokens,
+                          torch.get_num_threads())
+    return {**figures, "pairs": len(pos.texts), "threads": torch.get_num_threads(),
+            "note": "timed on 2 CPU cores shared with other jobs (load 8-13)"}
+
+
 def summary(results: dict[str, Any]) -> dict[str, Any]:
     """The issue's targets over the poles measured so far."""
     steer = {k: v for k, v in results.get("steer", {}).items() if k in POLES}
@@ -596,7 +613,7 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 STAGES = {"prompts": stage_prompts, "extract": stage_extract, "sweep": stage_sweep, "steer": stage_steer,
-          "inhibit": stage_inhibit, "monitor": stage_monitor}
+          "inhibit": stage_inhibit, "monitor": stage_monitor, "speed": stage_speed}
 
 
 def main() -> None:
@@ -614,7 +631,8 @@ def main() -> None:
     if args.markdown:
         print(markdown(json.loads(args.out.read_text())))
         return
-    stages = list(STAGES) if args.stages == "all" else [s.strip() for s in args.stages.split(",")]
+    stages = ([s for s in STAGES if s != "speed"] if args.stages == "all"
+              else [s.strip() for s in args.stages.split(",")])
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
         raise SystemExit(f"error: unknown stage {unknown[0]}; have {', '.join(STAGES)}")
@@ -639,7 +657,7 @@ def main() -> None:
                    sweep_coefs=list(SWEEP_COEFS), coherence_questions=N_COHERENCE,
                    question_sets={k: (len(v) if isinstance(v, list) else {t: len(x) for t, x in v.items()}
                                       if isinstance(v, dict) else v) for k, v in ctx["questions"].items()})
-    if "extract" not in stages and any(s in stages for s in ("sweep", "steer", "inhibit", "monitor")):
+    if "extract" not in stages and any(s in stages for s in ("sweep", "steer", "inhibit", "monitor", "speed")):
         load_vectors(ctx)
     for stage in stages:
         t0 = time.perf_counter()
