@@ -356,7 +356,7 @@ def steer_conditions(ctx: dict[str, Any], trait: str, pole: str) -> dict[str, li
 
 def inhibit_rows(ctx: dict[str, Any], trait: str, pole: str) -> list[Row]:
     """The pole's prompt with steering against the pole at its chosen cell's layer and magnitude."""
-    questions, sign = ctx["questions"]["held_out"], 1.0 if pole == "high" else -1.0
+    questions, sign = ctx["questions"]["held_out"][:ctx["inhibit_questions"]], 1.0 if pole == "high" else -1.0
     cell = ctx["results"]["sweep"][trait][pole]
     prompt = chosen_prompt(ctx, f"{trait}_{pole}")
     return [(q, prompt, f"{trait}/filtered/response_avg", cell["layer"], -sign * abs(cell["coef"]))
@@ -411,7 +411,7 @@ def stage_steer(ctx: dict[str, Any]) -> dict[str, Any]:
 def stage_inhibit(ctx: dict[str, Any]) -> dict[str, Any]:
     """Pole prompt + steering against the pole at the chosen layer: the fraction of the prompted shift removed."""
     gen, judges = ctx["gen"], ctx["judges"]
-    questions = ctx["questions"]["held_out"]
+    questions = ctx["questions"]["held_out"][:ctx["inhibit_questions"]]
     base = [e["text"] for e in gen.run([(q, None, None, 0, 0.0) for q in questions])]
     cq = questions[:N_COHERENCE]
     base_c = judges.coherences(cq, base[:N_COHERENCE])
@@ -426,7 +426,8 @@ def stage_inhibit(ctx: dict[str, Any]) -> dict[str, Any]:
             prompted = [e["text"] for e in gen.run([(q, prompt, None, 0, 0.0) for q in questions])]
             prompt_shift = float((sign * (judges.scores(trait, questions, prompted) - base_s)).mean())
             prompted_c = judges.coherences(cq, prompted[:N_COHERENCE])
-            record: dict[str, Any] = {"layer": cell["layer"], "prompt_shift": round(prompt_shift, 3),
+            record: dict[str, Any] = {"layer": cell["layer"], "n": len(questions),
+                                      "prompt_shift": round(prompt_shift, 3),
                                       "prompt_coherence_ratio": round(float(prompted_c.mean() / base_c.mean()), 3)}
             for c in (abs(cell["coef"]),):
                 rows = inhibit_rows(ctx, trait, pole)
@@ -461,7 +462,7 @@ def stage_monitor(ctx: dict[str, Any]) -> dict[str, Any]:
     from traitlab.monitor import project_conversations
 
     gen, judges, lm = ctx["gen"], ctx["judges"], ctx["lm"]
-    questions = ctx["questions"]["monitor"]
+    questions = ctx["questions"]["monitor"][:ctx["monitor_questions"]]
     gen.run([(q, system, None, 0, 0.0) for trait in ctx["traits"]
              for system in [*short_prompts(f"{trait}_high"), None, *short_prompts(f"{trait}_low")] for q in questions])
     held_out = ctx["questions"]["held_out"]
@@ -472,11 +473,14 @@ def stage_monitor(ctx: dict[str, Any]) -> dict[str, Any]:
                    + [("low", p) for p in short_prompts(f"{trait}_low")])
         rows = [(q, system, None, 0, 0.0) for _, system in systems for q in questions]
         texts = [e["text"] for e in gen.run(rows)]
-        scores = judges.scores(trait, [r[0] for r in rows], texts)
+        scores = judges.scores(trait, [r[0] for r in rows], texts) if rows else np.zeros((len(systems), 0))
         conversations = [([{"role": "system", "content": s}] if s else []) + [{"role": "user", "content": q}]
                          for q, s, *_ in rows]
         record: dict[str, Any] = {}
-        for layer_used in sorted({layer, *SWEEP_LAYERS}):
+        for layer_used in sorted({layer, *SWEEP_LAYERS}) if questions else [layer]:
+            if not questions:  # held-out replies only (below)
+                record[str(layer_used)] = {"r_replies": None, "r_prompt_means": None}
+                continue
             v = gen.vectors[f"{trait}/filtered/response_avg"][layer_used]
             proj = np.array([r["last_prompt_projection"] for r in project_conversations(lm, v, layer_used,
                                                                                         conversations)])
@@ -493,15 +497,15 @@ def stage_monitor(ctx: dict[str, Any]) -> dict[str, Any]:
         v = gen.vectors[f"{trait}/filtered/response_avg"][layer]
         wide_proj = np.array([r["last_prompt_projection"] for r in project_conversations(lm, v, layer, wide_conv)])
         out[trait] = {"layer": layer, **record[str(layer)], "per_layer": record,
-                      "score_by_prompt": [round(float(x), 2) for x in scores.reshape(len(systems), -1).mean(1)],
-                      "projection_by_prompt": [round(float(x), 3) for x in record_means(ctx, trait, layer, systems,
-                                                                                         conversations)],
+                      "score_by_prompt": ([round(float(x), 2) for x in scores.reshape(len(systems), -1).mean(1)]
+                                          if questions else []),
+                      "projection_by_prompt": ([round(float(x), 3) for x in record_means(
+                          ctx, trait, layer, systems, conversations)] if questions else []),
                       "held_out_3_prompts": {"n": len(wide),
                                              "r_replies": round(float(np.corrcoef(wide_proj, wide_scores)[0, 1]), 3)}}
-        print(f"{trait}: L{layer} r(replies)={out[trait]['r_replies']:+.2f} "
-              f"r(prompt means)={out[trait]['r_prompt_means']:+.2f}; per layer "
-              + ", ".join(f"L{k}: {v['r_replies']:+.2f}/{v['r_prompt_means']:+.2f}" for k, v in record.items()),
-              flush=True)
+        print(f"{trait}: L{layer} r over 120 held-out replies {out[trait]['held_out_3_prompts']['r_replies']:+.2f}; "
+              "graded prompts (replies / prompt means) per layer: "
+              + ", ".join(f"L{k}: {v['r_replies']}/{v['r_prompt_means']}" for k, v in record.items()), flush=True)
     return out
 
 
@@ -607,7 +611,7 @@ def markdown(results: dict[str, Any]) -> str:
         for trait in TRAITS:
             if trait in monitor:
                 m = monitor[trait]
-                lines.append(f"| {trait} | {m['layer']} | {m['r_replies']:+.2f} | {m['r_prompt_means']:+.2f} | "
+                lines.append(f"| {trait} | {m['layer']} | {m['r_replies']} | {m['r_prompt_means']} | "
                              f"{m['held_out_3_prompts']['r_replies']:+.2f} |")
     return "\n".join(lines)
 
@@ -626,6 +630,9 @@ def main() -> None:
     parser.add_argument("--traits", default=",".join(TRAITS), help="comma-separated Big Five traits")
     parser.add_argument("--shard", default="", help="suffix of this process's cache files (parallel runs)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/persona_vectors_smollm2.json"))
+    parser.add_argument("--inhibit-questions", type=int, default=N_HELD_OUT, help="held-out questions inhibited")
+    parser.add_argument("--monitor-questions", type=int, default=N_MONITOR,
+                        help="questions per graded prompt (0: monitor on the steering table's replies only)")
     parser.add_argument("--markdown", action="store_true", help="print the docs' tables from --out and exit")
     args = parser.parse_args()
     if args.markdown:
@@ -651,7 +658,8 @@ def main() -> None:
     ctx: dict[str, Any] = {"lm": lm, "folder": folder, "results": results,
                            "gen": Generator(lm, folder, args.max_new_tokens, args.batch_size, args.shard),
                            "judges": Judges(lm, folder, args.max_new_tokens, args.shard),
-                           "questions": question_sets(), "traits": traits}
+                           "questions": question_sets(), "traits": traits,
+                           "inhibit_questions": args.inhibit_questions, "monitor_questions": args.monitor_questions}
     results.update(model=lm.spec, judge=ctx["judges"].trait.name, coherence_judge=ctx["judges"].coherence.name,
                    max_new_tokens=args.max_new_tokens, sweep_layers=list(SWEEP_LAYERS),
                    sweep_coefs=list(SWEEP_COEFS), coherence_questions=N_COHERENCE,
