@@ -526,13 +526,22 @@ def stage_speed(ctx: dict[str, Any]) -> dict[str, Any]:
             "note": "timed on 2 CPU cores shared with other jobs (load 8-13)"}
 
 
+def guarded_doses(record: dict[str, Any]) -> list[float]:
+    """The dose-response coefficients at which the pole moves (p < 0.01, ≥ half the prompt's significant shift)
+    with coherence ≥ 0.9 × unsteered, on the held-out questions."""
+    return [c for c in record["dose_coefs"] if record[f"steer_{c:g}"]["moves"]
+            and record[f"steer_{c:g}"]["coherence_ratio"] >= 0.9]
+
+
 def summary(results: dict[str, Any]) -> dict[str, Any]:
     """The issue's targets over the poles measured so far."""
     steer = {k: v for k, v in results.get("steer", {}).items() if k in POLES}
     out: dict[str, Any] = {"poles_steered": len(steer),
                            "poles_moving_at_chosen_cell": sum(r["chosen_moves"] for r in steer.values()),
                            "poles_monotone": sum(r["monotone"] for r in steer.values()),
-                           "poles_prompt_moves": sum(r["prompt_moves"] for r in steer.values())}
+                           "poles_prompt_moves": sum(r["prompt_moves"] for r in steer.values()),
+                           "poles_moving_at_some_dose": sum(bool(guarded_doses(r)) for r in steer.values()),
+                           "moving_doses": {k: guarded_doses(r) for k, r in steer.items()}}
     monitor = results.get("monitor", {})
     if monitor:
         out["monitor_r_replies"] = {t: m["r_replies"] for t, m in monitor.items()}
@@ -579,8 +588,8 @@ def markdown(results: dict[str, Any]) -> str:
                                  f"{c['coherence_ratio']} | {c['guard_met']} |")
         lines.append("")
     if steer:
-        lines += ["| pole | prompt: shift ± CI (p) coh× | cell | α₁ | α₂ | α₃ | chosen: moves, fraction of prompt | "
-                  "monotone |", "|---|---|---|---|---|---|---|---|"]
+        lines += ["| pole | prompt: shift ± CI (p) coh× | sweep's cell | α₁ | α₂ | α₃ | chosen cell moves (fraction of "
+                  "prompt) | moves at coh ≥ 0.9× | monotone |", "|---|---|---|---|---|---|---|---|---|"]
         for pole in POLES:
             if pole in steer:
                 r = steer[pole]
@@ -591,8 +600,9 @@ def markdown(results: dict[str, Any]) -> str:
                 lines.append(f"| {pole} | {r['prompt']['shift']:+.1f} ± {r['prompt']['ci95']:.1f} "
                              f"(p={r['prompt']['p']:.2g}) ×{r['prompt']['coherence_ratio']:.2f} | "
                              f"L{r['layer']}, α={abs(r['chosen_coef']):g} | " + " | ".join(doses)
-                             + f" | {'yes' if r['chosen_moves'] else 'no'}, {chosen['fraction_of_prompt']} | "
-                             f"{'yes' if r['monotone'] else 'no'} |")
+                             + f" | {'yes' if r['chosen_moves'] else 'no'} ({chosen['fraction_of_prompt']}) | "
+                             + (", ".join(f"α={c:g}" for c in guarded_doses(r)) or "none")
+                             + f" | {'yes' if r['monotone'] else 'no'} |")
         lines.append("")
     if inhibit:
         lines += ["| pole | prompted shift | prompt coh× | α | shift left | fraction removed | coherence × |",
@@ -635,8 +645,11 @@ def main() -> None:
                         help="questions per graded prompt (0: monitor on the steering table's replies only)")
     parser.add_argument("--markdown", action="store_true", help="print the docs' tables from --out and exit")
     args = parser.parse_args()
-    if args.markdown:
-        print(markdown(json.loads(args.out.read_text())))
+    if args.markdown:  # also refreshes the summary (shards that ran older code wrote their own)
+        results = json.loads(args.out.read_text())
+        results["summary"] = summary(results)
+        save_results(results, args.out)
+        print(markdown(results) + "\n\n" + json.dumps(results["summary"]))
         return
     stages = ([s for s in STAGES if s != "speed"] if args.stages == "all"
               else [s.strip() for s in args.stages.split(",")])
