@@ -670,10 +670,13 @@ def main() -> None:
         results = {}
     ctx: dict[str, Any] = {"lm": lm, "folder": folder, "results": results,
                            "gen": Generator(lm, folder, args.max_new_tokens, args.batch_size, args.shard),
-                           "judges": Judges(lm, folder, args.max_new_tokens, args.shard),
+                           "judges": (Judges(lm, folder, args.max_new_tokens, args.shard)
+                                      if set(stages) - {"speed"} else None),
                            "questions": question_sets(), "traits": traits,
                            "inhibit_questions": args.inhibit_questions, "monitor_questions": args.monitor_questions}
-    results.update(model=lm.spec, judge=ctx["judges"].trait.name, coherence_judge=ctx["judges"].coherence.name,
+    if ctx["judges"] is not None:
+        results.update(judge=ctx["judges"].trait.name, coherence_judge=ctx["judges"].coherence.name)
+    results.update(model=lm.spec,
                    max_new_tokens=args.max_new_tokens, sweep_layers=list(SWEEP_LAYERS),
                    sweep_coefs=list(SWEEP_COEFS), coherence_questions=N_COHERENCE,
                    question_sets={k: (len(v) if isinstance(v, list) else {t: len(x) for t, x in v.items()}
