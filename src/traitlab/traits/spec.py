@@ -33,7 +33,7 @@ class TraitSpec(BaseModel):
     trait: str | None = None
     pole: Literal["high", "low"] | None = None
     instruction: list[InstructionPair] = Field(min_length=1)
-    short_instruction: list[InstructionPair] = Field(default_factory=list)
+    short_instruction: list[InstructionPair] = Field(default_factory=list, exclude_if=lambda pairs: not pairs)
     questions: list[str] = Field(min_length=1)
     eval_questions: list[str] = Field(default_factory=list)
     eval_prompt: str
