@@ -1,6 +1,10 @@
 """Peer side of ``persona_vectors_speed.py``: repeng and steering-vectors on the same checkpoint and pairs.
 
-Runs in ``benchmarks/.venv-peers`` (transformers<5, numpy<2). Reads a job JSON (model folder, layer, pairs as
+Runs in ``benchmarks/.venv-peers`` (transformers<5, numpy<2), or in traitlab's own environment with the peers
+installed without dependencies into ``benchmarks/.venv-peers/lib-nodeps`` (``pip install --no-deps --target
+benchmarks/.venv-peers/lib-nodeps repeng steering-vectors scikit-learn joblib threadpoolctl cloudpickle
+narwhals``; repeng 0.4 names ``np.float_`` in an annotation, which NumPy 2 dropped, so it is aliased here before
+the import). Reads a job JSON (model folder, layer, pairs as
 full texts, rendered prompts, new tokens) and prints one JSON line of timings.
 """
 
@@ -8,6 +12,7 @@ import json
 import sys
 import time
 
+import numpy as np
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -40,7 +45,7 @@ def load_tokenizer(folder):
 def main():
     with open(sys.argv[1]) as handle:
         job = json.load(handle)
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(job.get("threads", 2)))
     tokenizer = load_tokenizer(job["model"])
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
@@ -75,6 +80,8 @@ def main():
     figures["steering_vectors"] = {"extract_s": round(sv_extract, 3),
                                    "steered_tokens_per_s": round(tokens / timed(sv_generate), 1)}
 
+    if not hasattr(np, "float_"):  # repeng 0.4's annotations name the NumPy 1 alias
+        np.float_ = np.float64
     from repeng import ControlModel, ControlVector, DatasetEntry
 
     dataset = [DatasetEntry(positive=p, negative=n) for p, n in samples]

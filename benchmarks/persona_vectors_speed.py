@@ -30,6 +30,7 @@ from traitlab.model.generation import SamplingParams, generate_ids
 from traitlab.model.loaded import resolve_spec
 
 PEER_VENV = Path(__file__).parent / ".venv-peers"
+PEER_NODEPS = PEER_VENV / "lib-nodeps"  # the peers installed --no-deps --target here, run in this environment
 PEER_PACKAGES = ["torch==2.13.0", "transformers<5", "numpy<2", "scikit-learn", "gguf", "tqdm", "accelerate",
                  "repeng", "steering-vectors"]
 
@@ -98,6 +99,41 @@ def traitlab_peer_figures(lm: LoadedModel, pos: Generation, neg: Generation, pro
     return {"extract_s": round(extract_s, 3), "steered_tokens_per_s": round(len(prompts) * new_tokens / seconds, 1)}
 
 
+def all_figures(lm: LoadedModel, pos: Generation, neg: Generation, questions: list[str], new_tokens: int,
+                threads: int) -> dict[str, object]:
+    """Extraction vs the per-example loop, then traitlab and the peers (when installed) on the same pairs."""
+    figures: dict[str, object] = {"extraction_vs_per_example": extraction_figures(lm, pos, neg)}
+    print(json.dumps(figures, indent=2), flush=True)
+    layer = lm.num_layers // 2
+    prompts = lm.render(questions[:16])
+    figures["traitlab"] = traitlab_peer_figures(lm, pos, neg, questions[:16], layer, new_tokens)
+    python = PEER_VENV / "bin" / "python"
+    env = None
+    if not python.exists() and PEER_NODEPS.is_dir():
+        import os
+
+        python = Path(sys.executable)
+        env = {**os.environ, "PYTHONPATH": str(PEER_NODEPS)}
+    if python.exists():
+        with tempfile.TemporaryDirectory() as folder:
+            job = Path(folder) / "job.json"
+            job.write_text(json.dumps({
+                "model": resolve_spec(lm.spec), "layer": layer, "new_tokens": new_tokens,
+                "pairs": [[lm.tokenizer.decode(p + r) for p, r in zip(g.prompt_ids, g.response_ids, strict=True)]
+                          for g in (pos, neg)],
+                "prompts": prompts, "threads": threads,
+            }))
+            done = subprocess.run([str(python), str(Path(__file__).parent / "peers_steering.py"), str(job)],
+                                  capture_output=True, text=True, env=env)
+            if done.returncode != 0:
+                figures["peers_error"] = done.stderr.strip().splitlines()[-1:]
+            else:
+                figures.update(json.loads(done.stdout.strip().splitlines()[-1]))
+    else:
+        figures["peers"] = f"skipped: no peer venv at {PEER_VENV} (run with --make-peer-venv)"
+    return figures
+
+
 def make_peer_venv() -> None:
     subprocess.run([sys.executable, "-m", "venv", str(PEER_VENV)], check=True)
     pip = str(PEER_VENV / "bin" / "pip")
@@ -111,36 +147,21 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=64)
     parser.add_argument("--new-tokens", type=int, default=48)
     parser.add_argument("--make-peer-venv", action="store_true")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (1 beside other jobs)")
+    parser.add_argument("--out", type=Path, default=None, help="also write the figures here as JSON")
     args = parser.parse_args()
     if args.make_peer_venv:
         make_peer_venv()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     lm = load_model(args.model)
     pos, neg, questions = make_pairs(lm, args.pairs)
-    figures = {"extraction_vs_per_example": extraction_figures(lm, pos, neg)}
-    print(json.dumps(figures, indent=2), flush=True)
-    layer = lm.num_layers // 2
-    prompts = lm.render(questions[:16])
-    figures["traitlab"] = traitlab_peer_figures(lm, pos, neg, questions[:16], layer, args.new_tokens)
-    python = PEER_VENV / "bin" / "python"
-    if python.exists():
-        with tempfile.TemporaryDirectory() as folder:
-            job = Path(folder) / "job.json"
-            job.write_text(json.dumps({
-                "model": resolve_spec(args.model), "layer": layer, "new_tokens": args.new_tokens,
-                "pairs": [[lm.tokenizer.decode(p + r) for p, r in zip(g.prompt_ids, g.response_ids, strict=True)]
-                          for g in (pos, neg)],
-                "prompts": prompts,
-            }))
-            done = subprocess.run([str(python), str(Path(__file__).parent / "peers_steering.py"), str(job)],
-                                  capture_output=True, text=True)
-            if done.returncode != 0:
-                figures["peers_error"] = done.stderr.strip().splitlines()[-1:]
-            else:
-                figures.update(json.loads(done.stdout.strip().splitlines()[-1]))
-    else:
-        figures["peers"] = f"skipped: no peer venv at {PEER_VENV} (run with --make-peer-venv)"
+    figures = all_figures(lm, pos, neg, questions, args.new_tokens, args.threads)
+    figures.update(model=lm.spec, pairs=args.pairs, threads=args.threads)
     print(json.dumps(figures, indent=2))
+    if args.out is not None:
+        from benchmarks.common import save_results
+
+        save_results(figures, args.out)
 
 
 if __name__ == "__main__":

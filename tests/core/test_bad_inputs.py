@@ -226,6 +226,8 @@ BAD: dict[str, list[str]] = {
                                   "-o", "{out}/m.csv"],
     "screen-malformed-message": ["screen", "-v", "{good}", "-d", "{mixed_chats}", "-m", "{model}",
                                  "-o", "{out}/m.csv"],
+    "extract-short-prompts-missing": ["vectors", "extract", "-t", "evil", "--short-prompts", "-m", "{model}",
+                                      "-o", OUT],
     # a sample of the probe's cases that already kept the promise
     "unknown-trait": ["neurons", "find", "-t", "no_such_trait", "-m", "{model}", "-o", OUT],
     "unknown-dtype": ["chat", "-m", "{model}", "-p", "hi", "--dtype", "float8"],
@@ -243,6 +245,7 @@ BAD: dict[str, list[str]] = {
 
 AFTER_LOAD = {"extract-layers-out-of-range"}  # needs the loaded model's layer count; refused before generation
 WHY: dict[str, str] = {  # each case must fail for its own reason: a part of its one error line
+    "extract-short-prompts-missing": "no short_instruction",
     "apply-nan-scale": "finite", "apply-inf-scale": "finite", "apply-overflow-scale": "finite",
     "apply-nan-tensor": "NaN/inf", "apply-nan-scale-meta": "finite", "apply-inf-scale-meta": "finite",
     "apply-nan-npti": "NaN/inf", "show-nan-vector": "NaN/inf", "neurons-show-nan": "NaN/inf",

@@ -155,6 +155,9 @@ def extract(
     coherence_threshold: float = typer.Option(50.0, "--coherence-threshold"),
     no_coherence: bool = typer.Option(False, "--no-coherence", help="Do not filter pairs on coherence."),
     min_pairs: int = typer.Option(5, "--min-pairs"),
+    short_prompts: bool = typer.Option(False, "--short-prompts", help="Use the spec's short_instruction pairs "
+                                       "(short, explicit pole prompts a small model follows) as the contrastive "
+                                       "system prompts."),
     do_sweep: bool = typer.Option(False, "--sweep", help="Also choose layer and coefficient by steering."),
     layers: str | None = typer.Option(None, "--layers", help="Sweep layers, e.g. 2-5 or 2,4 (default all)."),
     coefs: str = typer.Option("1,2,4", "--coefs", help="Sweep coefficients."),
@@ -174,6 +177,10 @@ def extract(
     """Extract a persona vector for a trait: contrastive answers, judge filter, mean activation difference
     (and, with --optimize-layers, a vector fitted to the same answers)."""
     spec = load_trait(trait)
+    if short_prompts:
+        if not spec.short_instruction:
+            raise ConfigError(f"trait '{spec.name}' has no short_instruction pairs; drop --short-prompts")
+        spec = spec.with_short_instructions()
     choice = check_judge_options(judge, judge_url, judge_model, model, allow_none=True)
     if choice.kind == "none" and (do_sweep or optimize_layers):
         raise ConfigError("--sweep and --optimize-layers judge steered answers; give a judge (--judge embedding, "

@@ -1,8 +1,11 @@
 """``TraitSpec``: what a trait is, for extraction and evaluation (persona_vectors layout, Chen et al. 2025).
 
-``instruction`` holds contrastive system prompts (``pos`` elicits the trait, ``neg`` its opposite), ``questions``
-the extraction questions, ``eval_questions`` held-out questions for steering sweeps and evaluation, and
-``eval_prompt`` the judge rubric with ``{question}`` and ``{answer}`` placeholders, asking for a 0–100 score.
+``instruction`` holds contrastive system prompts (``pos`` elicits the trait, ``neg`` its opposite),
+``short_instruction`` optional short, explicit pairs ("You are very outgoing and talkative. ...") that a
+small model follows where it ignores a role-play card (measured on SmolLM2-135M-Instruct,
+docs/persona-vectors.md), ``questions`` the extraction questions, ``eval_questions`` held-out questions for
+steering sweeps and evaluation, and ``eval_prompt`` the judge rubric with ``{question}`` and ``{answer}``
+placeholders, asking for a 0–100 score.
 Big Five poles are specs of their own (``extraversion_high``, ``extraversion_low``), with ``trait`` and ``pole``.
 """
 
@@ -30,6 +33,7 @@ class TraitSpec(BaseModel):
     trait: str | None = None
     pole: Literal["high", "low"] | None = None
     instruction: list[InstructionPair] = Field(min_length=1)
+    short_instruction: list[InstructionPair] = Field(default_factory=list, exclude_if=lambda pairs: not pairs)
     questions: list[str] = Field(min_length=1)
     eval_questions: list[str] = Field(default_factory=list)
     eval_prompt: str
@@ -51,6 +55,12 @@ class TraitSpec(BaseModel):
     def held_out_questions(self) -> list[str]:
         """Evaluation questions, or the extraction questions when the spec has no separate set."""
         return self.eval_questions or self.questions
+
+    def with_short_instructions(self) -> TraitSpec:
+        """A copy whose ``instruction`` pairs are the short ones (itself when it has none)."""
+        if not self.short_instruction:
+            return self
+        return self.model_copy(update={"instruction": list(self.short_instruction)})
 
     def positive_prompts(self, n: int) -> list[str]:
         """``n`` system prompts eliciting the trait: the ``pos`` instructions cycled."""

@@ -6,6 +6,8 @@
   steers with the high pole's vector at the negated coefficient (v_low = −v_high, one extraction per trait).
   ``filter_pairs: false`` keeps every contrastive pair instead of only those the judge scores on their poles'
   sides (the paper's filter), for a model or judge too weak for the filter to leave enough pairs.
+  ``short_prompts: true`` extracts from the spec's ``short_instruction`` pairs (the prompts a 135M model
+  follows).
 - ``personality_vector``: self-distilled data (with ``self_report``: also the persona's answers to that
   inventory's items of the trait) → finetune → φ = θ_tuned − θ_base.
 
@@ -18,6 +20,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from traitlab.errors import ConfigError
 from traitlab.evaluation.questionnaire import load_inventory
 from traitlab.evaluation.recipes.base import Params, Recipe, RecipeContext, cached
 from traitlab.finetune import FinetuneSettings, finetune
@@ -48,6 +51,7 @@ class PersonaVectorParams(Params):
     coef: float | None = None
     mirror: bool = False
     filter_pairs: bool = True
+    short_prompts: bool = False
 
     @field_validator("positions")
     @classmethod
@@ -93,12 +97,18 @@ def build_persona_vectors(context: RecipeContext, params: PersonaVectorParams) -
     if params.mirror and context.high_pole() is not context:
         return build_persona_vectors(context.high_pole(), params.model_copy(update={"mirror": False})).scaled(-1.0)
     lm, spec = context.lm, context.spec
+    if params.short_prompts and not spec.short_instruction:
+        raise ConfigError(f"method 'persona_vectors': short_prompts is set but {spec.name} has no short_instruction "
+                          "pairs")
     judges = context.require_judges("persona_vectors")
 
     def fit() -> Intervention:
         trait_judge, _ = judges.trait_judge(spec)
         coherence = judges.coherence if params.filter_pairs else None  # unfiltered: no need to judge fluency
-        vector = extract(lm, context.trimmed(params.n_questions), trait_judge, params.extraction(), coherence,
+        pairs = context.trimmed(params.n_questions)
+        if params.short_prompts:
+            pairs = pairs.with_short_instructions()
+        vector = extract(lm, pairs, trait_judge, params.extraction(), coherence,
                          params.optimize())
         if params.layer is not None and params.coef is not None:
             lm.hooks.check_layer(params.layer)

@@ -2,7 +2,8 @@
 
 - ``none``: no intervention (the model as it is).
 - ``prompt``: the simple persona prompt of the papers: the spec's first ``pos`` instruction (``index`` picks
-  another, ``text`` overrides it) as a ``PromptIntervention`` (system prompt).
+  another, ``short: true`` picks from the ``short_instruction`` pairs, ``text`` overrides it) as a
+  ``PromptIntervention`` (system prompt).
 - ``p2``: a P²-style portrait prompt (Jiang et al. 2023, "Evaluating and Inducing Personality in Pre-trained
   Language Models"). P² has the model write a portrait of a person with the trait; traitlab writes it
   deterministically instead, from the spec: the sentences of the ``pos`` instructions in order, without
@@ -48,6 +49,7 @@ def _pos_instructions(spec: Any) -> list[str]:
 class PromptParams(Params):
     text: str | None = None
     index: int = Field(default=0, ge=0)
+    short: bool = False
 
     @field_validator("text")
     @classmethod
@@ -61,7 +63,9 @@ def build_prompt(context: RecipeContext, params: PromptParams) -> Intervention:
     spec = context.spec
     text = params.text
     if text is None:
-        pos = _pos_instructions(spec)
+        if params.short and not spec.short_instruction:
+            raise ConfigError(f"method 'prompt': short is set but {spec.name} has no short_instruction pairs")
+        pos = _pos_instructions(spec.with_short_instructions() if params.short else spec)
         if params.index >= len(pos):
             raise ConfigError(f"method 'prompt': index {params.index} but {spec.name} has {len(pos)} instructions")
         text = pos[params.index]
