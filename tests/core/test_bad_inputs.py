@@ -249,7 +249,7 @@ WHY: dict[str, str] = {  # each case must fail for its own reason: a part of its
     "apply-nan-scale": "finite", "apply-inf-scale": "finite", "apply-overflow-scale": "finite",
     "apply-nan-tensor": "NaN/inf", "apply-nan-scale-meta": "finite", "apply-inf-scale-meta": "finite",
     "apply-nan-npti": "NaN/inf", "show-nan-vector": "NaN/inf", "neurons-show-nan": "NaN/inf",
-    "combine-nan-input": "NaN/inf", "combine-overflow-coef": "finite", "combine-widths": "cannot combine vectors of shapes",
+    "combine-nan-input": "NaN/inf", "combine-overflow-coef": "finite", "combine-widths": "cannot combine vectors",
     "import-pt-nan": "NaN/inf", "import-gguf-nan": "NaN/inf", "import-pt-binary": "not a readable",
     "subnet-export-nan-scale": "finite", "merge-lambda-nan": "finite", "merge-vector-nan-weight": "finite",
     "compare-sweep-nan": "finite", "sweep-coefs-nan": "finite", "serve-nan-persona": "NaN/inf",
