@@ -332,6 +332,13 @@ def _count_model_loads(monkeypatch) -> list[str]:
     return loads
 
 
+def _said(err: str) -> list[str]:
+    """stderr's lines less the plain progress lines a step prints off a terminal (``... ...``, ``[k/n] ...``,
+    ``...: done in ...``): what is left is what the command said about the failure."""
+    return [line for line in err.splitlines() if line.strip() and not (
+        line.endswith(" ...") or line.startswith("[") or ": done in " in line)]
+
+
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_bad_input_is_one_error_line(case, inputs, tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("TRAITLAB_ONLINE", raising=False)
@@ -339,7 +346,7 @@ def test_bad_input_is_one_error_line(case, inputs, tmp_path, monkeypatch, capsys
     before = _listing(inputs_root, tmp_path)
     loads = _count_model_loads(monkeypatch)
     code, out, err = run_cli(_args(BAD[case], inputs, tmp_path), monkeypatch, capsys)
-    lines = [line for line in err.splitlines() if line.strip()]
+    lines = _said(err)
     assert not loads or case in AFTER_LOAD, f"{case} loaded the model before refusing"
     assert code == 2, (code, out, err)
     assert "Traceback" not in err + out
@@ -395,7 +402,7 @@ def test_a_failed_merge_leaves_nothing_and_a_rerun_works(inputs, tmp_path, monke
 
     monkeypatch.setattr(merging, "merge_deltas", interrupted)
     code, _, err = run_cli(args, monkeypatch, capsys)
-    assert code == 130 and "Traceback" not in err and err.strip() == "error: interrupted"
+    assert code == 130 and "Traceback" not in err and _said(err) == ["error: interrupted"]
     assert list(tmp_path.iterdir()) == []
     monkeypatch.setattr(merging, "merge_deltas", real)
     code, _, err = run_cli(args, monkeypatch, capsys)
@@ -478,7 +485,7 @@ def test_ctrl_c_is_one_error_line_exit_130_and_leaves_nothing(case, inputs, tmp_
     code, out, err = _interrupt(_args(template, inputs, tmp_path), hook, tmp_path)
     assert code == 130, (code, out, err)
     assert "Traceback" not in err + out
-    assert [line for line in err.splitlines() if line.strip()] == ["error: interrupted"], err
+    assert _said(err) == ["error: interrupted"], err
     assert _listing(Path(inputs["good"]).parent, tmp_path) == before, "Ctrl-C left files behind"
 
 
@@ -490,7 +497,7 @@ def test_ctrl_c_in_compare_leaves_an_unfinished_run_that_the_rerun_completes(inp
     out = tmp_path / "run"
     code, _, err = _interrupt(["compare", str(experiment), "-o", str(out)],
                               ("traitlab.evaluation.suite", "evaluate", 1, False), tmp_path)
-    assert code == 130 and [line for line in err.splitlines() if line.strip()] == ["error: interrupted"], err
+    assert code == 130 and _said(err) == ["error: interrupted"], err
     partial = tmp_path / ".run.partial"
     assert not out.exists() and len((partial / "results.jsonl").read_text().splitlines()) == 1
     assert not (partial / "run.json").exists()

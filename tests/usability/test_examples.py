@@ -10,7 +10,7 @@ from tests.usability.test_docs import ROOT, environment
 
 
 def run_example(name: str, tmp_path) -> list[str]:
-    done = subprocess.run([sys.executable, str(ROOT / "examples" / name), "--tiny", "--out", str(tmp_path)],
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / name), "--tiny", "--out", str(tmp_path / "run")],
                           cwd=tmp_path, env=environment(), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout.splitlines()
@@ -23,4 +23,4 @@ def test_compare_mechanisms_ranks_the_prompt_and_the_vector_above_no_interventio
     expression = {name: float(row[2]) for name, row in rows.items()}
     assert expression["prompt"] > expression["none"] + 10
     assert expression["persona_vectors"] > expression["none"] + 5
-    assert (tmp_path / "results.jsonl").is_file()
+    assert (tmp_path / "run" / "results.jsonl").is_file()
