@@ -78,3 +78,29 @@ def test_the_artifact_cache_keys_on_the_specs_content(tmp_path):
     other = cached(RecipeContext(lm, edited, tmp_path), "prompt", {"a": 1}, fit)
     assert len(fits) == 2 and again.text == first.text != other.text
     assert len(list(tmp_path.glob("prompt-extraversion_high-*.tl.safetensors"))) == 2
+
+
+def test_the_persona_vector_sweep_never_sees_the_questions_the_evaluation_asks(tmp_path, monkeypatch):
+    """The recipe's layer × coefficient sweep picks its cell on extraction questions; the held-out questions
+    are left to the evaluation that scores the cell (a sweep on them would choose on the test set)."""
+    import types
+
+    import traitlab.evaluation.recipes.persona as recipe
+
+    seen: dict[str, list[str]] = {}
+
+    class Chosen(Exception):
+        pass
+
+    def sweep(*args, questions, **kwargs):
+        seen["sweep"] = list(questions)
+        raise Chosen
+
+    monkeypatch.setattr(recipe, "extract", lambda *args, **kwargs: object())
+    monkeypatch.setattr(recipe, "sweep", sweep)
+    judges = types.SimpleNamespace(kind="stub", shared=None, coherence=None, trait_judge=lambda spec: (None, None))
+    spec = load_trait("extraversion_high")
+    with pytest.raises(Chosen):
+        build("persona_vectors", RecipeContext(cached_tiny("llama"), spec, tmp_path, judges), {"sweep_questions": 6})
+    assert seen["sweep"] == spec.questions[-6:]
+    assert not set(seen["sweep"]) & set(spec.held_out_questions)

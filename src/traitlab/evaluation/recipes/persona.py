@@ -1,8 +1,9 @@
 """The recipes of the fitted steering and weight mechanisms:
 
 - ``persona_vectors``: extraction judged with the run's judges, then the layer × coefficient sweep
-  (``variants`` and ``positions``, a list, may be swept too) on held-out questions; with ``layer`` and ``coef``
-  both set it steers there without a sweep (no held-out question is used). ``mirror``: a low Big Five pole
+  (``variants`` and ``positions``, a list, may be swept too) on the last ``sweep_questions`` of the spec's
+  extraction questions, never on the held-out questions the evaluation then asks; with ``layer`` and ``coef``
+  both set it steers there without a sweep. ``mirror``: a low Big Five pole
   steers with the high pole's vector at the negated coefficient (v_low = −v_high, one extraction per trait).
   ``filter_pairs: false`` keeps every contrastive pair instead of only those the judge scores on their poles'
   sides (the paper's filter), for a model or judge too weak for the filter to leave enough pairs.
@@ -118,7 +119,7 @@ def build_persona_vectors(context: RecipeContext, params: PersonaVectorParams) -
             return chosen
         layers = params.layers or list(range(1, lm.num_layers))
         result = sweep(lm, vector, spec, trait_judge, layers, params.coefs, judges.coherence,
-                       params.coherence_threshold, questions=spec.held_out_questions[: params.sweep_questions],
+                       params.coherence_threshold, questions=spec.questions[-params.sweep_questions:],
                        max_new_tokens=64, positions=params.positions, variants=params.variants)
         return apply_sweep(vector, result)
 
