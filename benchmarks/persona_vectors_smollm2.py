@@ -33,6 +33,7 @@ import contextlib
 import hashlib
 import itertools
 import json
+import os
 import random
 import time
 from collections.abc import Sequence
@@ -520,10 +521,11 @@ def stage_speed(ctx: dict[str, Any]) -> dict[str, Any]:
     highs, lows = short_prompts("extraversion_high"), short_prompts("extraversion_low")
     pos = gen.generation([(q, h, None, 0, 0.0) for h in highs for q in qs])
     neg = gen.generation([(q, lo, None, 0, 0.0) for lo in lows for q in qs])
+    load_before = os.getloadavg()[0]
     figures = all_figures(ctx["lm"], pos, neg, [q for _ in highs for q in qs], gen.max_new_tokens,
                           torch.get_num_threads())
-    return {**figures, "pairs": len(pos.texts), "threads": torch.get_num_threads(),
-            "note": "timed on 2 CPU cores shared with other jobs (load 8-13)"}
+    return {**figures, "pairs": len(pos.texts), "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
+            "loadavg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
 
 
 def guarded_doses(record: dict[str, Any]) -> list[float]:
