@@ -33,6 +33,7 @@ from traitlab.methods.subnet_masks import (
 from traitlab.methods.subnetworks import BLOCK_CONVENTION, SubnetworkMask
 from traitlab.model import LinearInputStats, LoadedModel, linear_modules
 from traitlab.model.family import is_conv1d
+from traitlab.progress import activity
 from traitlab.readers import int_ranges
 from traitlab.traits import TraitSpec
 
@@ -194,12 +195,14 @@ def find(lm: LoadedModel, spec: TraitSpec, pole: str | None = None, settings: Fi
     chosen, _ = spec_pole(spec, pole)
     check_blocks(lm, settings.blocks)
     seek_set = from_spec(lm, spec, chosen, settings.with_system, settings.generation)
-    seek = stats_for(lm, seek_set, settings)
+    with activity(f"{chosen} pole (kept)"):
+        seek = stats_for(lm, seek_set, settings)
     reject = None
     source: dict[str, Any] = {"seek": seek_set.source}
     if settings.contrastive or pair:
         reject_set = from_spec(lm, spec, opposite(chosen), settings.with_system, settings.generation)
-        reject = stats_for(lm, reject_set, settings)
+        with activity(f"{opposite(chosen)} pole (rejected)"):
+            reject = stats_for(lm, reject_set, settings)
         source["reject"] = reject_set.source
     return find_from_stats(lm, settings, seek, reject, trait=spec.trait_name, pole=chosen, source=source,
                            pair=pair)
