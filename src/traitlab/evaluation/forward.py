@@ -36,17 +36,18 @@ def _accepts(model_cls: type, name: str) -> bool:
 
 
 def _forward(lm: LoadedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor, roles: torch.Tensor,
-             keep_last: bool) -> torch.Tensor:
-    """Logits ``[batch, seq or 1, vocab]`` (float32) of one tracked forward with explicit roles."""
+             keep: int | None) -> torch.Tensor:
+    """Logits ``[batch, keep or seq, vocab]`` (float32) of the last ``keep`` positions (all when ``None``) of one
+    tracked forward with explicit roles; the LM head runs on those positions only where the model allows."""
     device = lm.device
     input_ids, attention_mask, roles = input_ids.to(device), attention_mask.to(device), roles.to(device)
     position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-    extra = {"logits_to_keep": 1} if keep_last and _accepts(type(lm.model), "logits_to_keep") else {}
+    extra = {"logits_to_keep": keep} if keep is not None and _accepts(type(lm.model), "logits_to_keep") else {}
     with torch.no_grad(), lm.hooks.tracking(), lm.hooks.token_roles(roles):
         out = lm.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                        use_cache=False, **extra)
     logits = out.logits
-    return (logits[:, -1:, :] if keep_last else logits).float()
+    return (logits if keep is None else logits[:, -keep:, :]).float()
 
 
 def _answer_logprobs(lm: LoadedModel, prompt_ids: Sequence[Sequence[int]], batch_size: int, progress: bool,
@@ -56,7 +57,7 @@ def _answer_logprobs(lm: LoadedModel, prompt_ids: Sequence[Sequence[int]], batch
     pad = lm.tokenizer.pad_token_id
     for rows in track(chunks, description, total=len(chunks), enabled=progress and len(chunks) > 1):
         ids, mask, roles = pack([prompt_ids[i] for i in rows], [[] for _ in rows], pad)
-        yield rows, torch.log_softmax(_forward(lm, ids, mask, roles, keep_last=True)[:, -1, :], dim=-1)
+        yield rows, torch.log_softmax(_forward(lm, ids, mask, roles, keep=1)[:, -1, :], dim=-1)
 
 
 def next_token_logprobs(lm: LoadedModel, prompt_ids: Sequence[Sequence[int]], batch_size: int = 64,
@@ -97,11 +98,15 @@ def continuation_logprobs(lm: LoadedModel, prompt_ids: Sequence[Sequence[int]],
     pad = lm.tokenizer.pad_token_id
     for rows in track(chunks, description, total=len(chunks), enabled=progress and len(chunks) > 1):
         ids, mask, roles = pack([prompt_ids[i] for i in rows], [continuation_ids[i] for i in rows], pad)
-        logits = _forward(lm, ids, mask, roles, keep_last=False)
-        lp = torch.log_softmax(logits[:, :-1, :], dim=-1)
-        target = ids[:, 1:].to(lp.device)
-        token_lp = lp.gather(-1, target.unsqueeze(-1)).squeeze(-1).cpu()
-        is_response = (roles[:, 1:] == RESPONSE)
+        # left-padded: every continuation sits in the last `width` positions, each predicted by the position
+        # before it, so the head runs on the last width + 1 positions only (not the prompts)
+        width = max(len(continuation_ids[i]) for i in rows)
+        keep = min(width + 1, ids.shape[1])
+        logits = _forward(lm, ids, mask, roles, keep=keep)[:, :-1, :]
+        start = ids.shape[1] - keep + 1
+        target = ids[:, start:].to(logits.device)
+        token_lp = (logits.gather(-1, target.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)).cpu()
+        is_response = roles[:, start:] == RESPONSE
         for k, row in enumerate(rows):
             results[row] = token_lp[k][is_response[k]].tolist()
     return results
