@@ -138,6 +138,8 @@ def test_repetition_measures_and_profile():
     assert repetition_measures("the cat sat on the mat today")["rep3"] == 0.0
     loop = repetition_measures(" ".join(["I love it"] * 10))
     assert loop["rep3"] > 0.8 and loop["distinct1"] < 0.15
+    assert repetition_measures("hahaha" * 30)["rep3"] > 0.95  # a loop without spaces is one word
+    assert repetition_measures("Ilovepizzasomuch" * 8)["rep3"] > 0.8
     profiles = profile_many([EXTRAVERTED, INTROVERTED])
     assert profiles[0]["exclaim_rate"] == 1.0 and profiles[0]["empath:party"] > 0
     assert profiles[0]["sentiment"] > profiles[1]["sentiment"]

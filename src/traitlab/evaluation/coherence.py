@@ -4,7 +4,8 @@
   model (built-in: ``gemma-3-270m``, the base model), conditioned on its question in a plain layout
   (``Question: …\\nAnswer: …``; a base model has no chat turns). The reference LM's own tokenizer reads the
   reply. Perplexity maps log-linearly from ``good`` (→ 1) to ``good · BAD_FACTOR`` (→ 0).
-- **Repetition**: the repeated word-3-gram rate (1 − distinct 3-grams / 3-grams) above the reference's, and
+- **Repetition**: the repeated word-3-gram rate (1 − distinct 3-grams / 3-grams; of character 16-grams where
+  that is higher, so that a loop without spaces counts) above the reference's, and
   distinct-1/distinct-2. A loop has a *low* perplexity (LMs copy well), so the repetition factor is what
   catches it: ``1 − (rep3 − ref_rep3) / 0.5``, clipped to [0, 1].
 - **Score**: ``100 · fluency · repetition`` (0 for an empty reply).
@@ -32,17 +33,24 @@ DEFAULT_GOOD = 30.0
 BAD_FACTOR = 20.0
 REP_SPAN = 0.5
 MAX_REPLY_TOKENS = 256
+CHAR_GRAM = 16
+
+
+def _distinct(units: Sequence[object], n: int) -> float:
+    grams = [tuple(units[i:i + n]) for i in range(len(units) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else 1.0
 
 
 def repetition_measures(text: str) -> dict[str, float]:
-    """``rep3`` (repeated word-3-gram rate), ``distinct1``, ``distinct2`` of a text (lower-cased words)."""
+    """``rep3``, ``distinct1``, ``distinct2`` of a text (lower-cased words). ``rep3`` is the repeated-3-gram
+    rate ``1 − distinct 3-grams / 3-grams`` of the words or, where higher, of the characters in
+    ``CHAR_GRAM``-grams (whitespace collapsed): a loop without spaces ("hahaha…", "abcabcabc…") is one word
+    and repeats no word 3-gram."""
     ws = words(text)
-
-    def distinct(n: int) -> float:
-        grams = [tuple(ws[i:i + n]) for i in range(len(ws) - n + 1)]
-        return len(set(grams)) / len(grams) if grams else 1.0
-
-    return {"rep3": 1.0 - distinct(3), "distinct1": distinct(1), "distinct2": distinct(2)}
+    chars = " ".join(text.lower().split())
+    rep_chars = 1.0 - _distinct(chars, CHAR_GRAM)
+    return {"rep3": max(1.0 - _distinct(ws, 3), rep_chars), "distinct1": _distinct(ws, 1),
+            "distinct2": _distinct(ws, 2)}
 
 
 def plain_prompt(question: str) -> str:
