@@ -204,13 +204,14 @@ def stage_prompts(ctx: dict[str, Any]) -> dict[str, Any]:
     """Every pole's paraphrases on its trait's extraction questions vs the unprompted replies."""
     gen, judges, qs = ctx["gen"], ctx["judges"], ctx["questions"]
     gen.run([(q, system, None, 0, 0.0) for trait in ctx["traits"] for q in qs["extract"][trait]
-             for system in [None, *short_prompts(f"{trait}_high"), *short_prompts(f"{trait}_low")]])  # one batch
+             for system in [None, *(s for pole in ("high", "low") if f"{trait}_{pole}" in ctx["poles"]
+                                    for s in short_prompts(f"{trait}_{pole}"))]])  # one batch
     out: dict[str, Any] = {}
     for trait in ctx["traits"]:
         questions = qs["extract"][trait]
         base = gen.run([(q, None, None, 0, 0.0) for q in questions])
         base_s = judges.scores(trait, questions, [e["text"] for e in base])
-        for pole in ("high", "low"):
+        for pole in [p for p in ("high", "low") if f"{trait}_{p}" in ctx["poles"]]:
             sign = 1.0 if pole == "high" else -1.0
             record = []
             for k, prompt in enumerate(short_prompts(f"{trait}_{pole}")):
@@ -222,6 +223,35 @@ def stage_prompts(ctx: dict[str, Any]) -> dict[str, Any]:
             out[f"{trait}_{pole}"] = {"paraphrases": record, "best": best}
             print(f"{trait}_{pole:5s} " + "  ".join(f"#{r['paraphrase']} {r['shift']:+.1f} (p={r['p']:.3f})"
                                                       for r in record), flush=True)
+    return out
+
+
+def stage_prompts_heldout(ctx: dict[str, Any]) -> dict[str, Any]:
+    """Each pole's prompt (its best paraphrase on the extraction questions, stage ``prompts``) on the held-out
+    questions vs the unprompted replies: the prompt's shift toward the pole, its one-sided Wilcoxon p, and its
+    coherence ratio. The issue's test of whether a model can express a pole at all (run on the larger fallback
+    model for the poles SmolLM2's prompts do not move)."""
+    gen, judges = ctx["gen"], ctx["judges"]
+    questions = ctx["questions"]["held_out"]
+    poles = [p for p in POLES if p in ctx["poles"] and p.rsplit("_", 1)[0] in ctx["traits"]]
+    gen.run([(q, system, None, 0, 0.0) for q in questions
+             for system in [None, *(chosen_prompt(ctx, p) for p in poles)]])  # one batched pass
+    base = [e["text"] for e in gen.run([(q, None, None, 0, 0.0) for q in questions])]
+    cq = questions[:N_COHERENCE]
+    base_c = judges.coherences(cq, base[:N_COHERENCE])
+    out: dict[str, Any] = {"base_coherence": round(float(base_c.mean()), 2)}
+    for pole in poles:
+        trait, sign = pole.rsplit("_", 1)[0], 1.0 if pole.endswith("_high") else -1.0
+        texts = [e["text"] for e in gen.run([(q, chosen_prompt(ctx, pole), None, 0, 0.0) for q in questions])]
+        base_s, s = judges.scores(trait, questions, base), judges.scores(trait, questions, texts)
+        c = judges.coherences(cq, texts[:N_COHERENCE])
+        record = {**paired(sign * (s - base_s)), "prompt": chosen_prompt(ctx, pole),
+                  "coherence_ratio": round(float(c.mean() / base_c.mean()), 3),
+                  "example": {"question": questions[0], "unprompted": base[0], "prompted": texts[0]}}
+        record["moves"] = bool(record["p"] < 0.01 and record["shift"] > 0)
+        out[pole] = record
+        print(f"{pole:26s} prompt {record['shift']:+5.1f} (p={record['p']:.4f}) coh×{record['coherence_ratio']:.2f}"
+              f" moves={record['moves']}", flush=True)
     return out
 
 
@@ -628,7 +658,8 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-STAGES = {"prompts": stage_prompts, "extract": stage_extract, "sweep": stage_sweep, "steer": stage_steer,
+STAGES = {"prompts": stage_prompts, "prompts_heldout": stage_prompts_heldout, "extract": stage_extract,
+          "sweep": stage_sweep, "steer": stage_steer,
           "inhibit": stage_inhibit, "monitor": stage_monitor, "speed": stage_speed}
 
 
@@ -640,6 +671,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=48)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--traits", default=",".join(TRAITS), help="comma-separated Big Five traits")
+    parser.add_argument("--poles", default="", help="comma-separated poles for the prompt stages (default: "
+                        "both poles of every trait in --traits)")
     parser.add_argument("--shard", default="", help="suffix of this process's cache files (parallel runs)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/persona_vectors_smollm2.json"))
     parser.add_argument("--inhibit-questions", type=int, default=N_HELD_OUT, help="held-out questions inhibited")
@@ -653,7 +686,7 @@ def main() -> None:
         save_results(results, args.out)
         print(markdown(results) + "\n\n" + json.dumps(results["summary"]))
         return
-    stages = ([s for s in STAGES if s != "speed"] if args.stages == "all"
+    stages = ([s for s in STAGES if s not in ("speed", "prompts_heldout")] if args.stages == "all"
               else [s.strip() for s in args.stages.split(",")])
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
@@ -661,6 +694,10 @@ def main() -> None:
     traits = [t.strip() for t in args.traits.split(",") if t.strip()]
     if not traits or any(t not in TRAITS for t in traits):
         raise SystemExit(f"error: --traits takes some of {', '.join(TRAITS)}")
+    poles = ([p.strip() for p in args.poles.split(",") if p.strip()] if args.poles
+             else [f"{t}_{p}" for t in traits for p in ("high", "low")])
+    if any(p not in POLES or p.rsplit("_", 1)[0] not in traits for p in poles):
+        raise SystemExit(f"error: --poles takes poles of the traits in --traits, e.g. {traits[0]}_high")
     torch.set_num_threads(args.threads)
     from traitlab import load_model
 
@@ -674,7 +711,7 @@ def main() -> None:
                            "gen": Generator(lm, folder, args.max_new_tokens, args.batch_size, args.shard),
                            "judges": (Judges(lm, folder, args.max_new_tokens, args.shard)
                                       if set(stages) - {"speed"} else None),
-                           "questions": question_sets(), "traits": traits,
+                           "questions": question_sets(), "traits": traits, "poles": poles,
                            "inhibit_questions": args.inhibit_questions, "monitor_questions": args.monitor_questions}
     if ctx["judges"] is not None:
         results.update(judge=ctx["judges"].trait.name, coherence_judge=ctx["judges"].coherence.name)
