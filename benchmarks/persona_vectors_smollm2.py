@@ -319,17 +319,23 @@ def stage_sweep(ctx: dict[str, Any], variant: str = "response_avg") -> dict[str,
     toward the pole among cells whose coherence ≥ 0.9 × the unsteered replies' (the guard is checked in order
     of shift, so coherence is judged only for the cells tried: the same choice as judging every cell)."""
     gen, judges, qs = ctx["gen"], ctx["judges"], ctx["questions"]
-    cells = [(layer, sign * c) for layer in SWEEP_LAYERS for c in SWEEP_COEFS for sign in (1.0, -1.0)]
+
+    def signs(trait: str) -> list[tuple[str, float]]:
+        return [(pole, sign) for pole, sign in (("high", 1.0), ("low", -1.0)) if f"{trait}_{pole}" in ctx["poles"]]
+
+    def trait_cells(trait: str) -> list[tuple[int, float]]:
+        return [(layer, sign * c) for layer in SWEEP_LAYERS for c in SWEEP_COEFS for _, sign in signs(trait)]
 
     def sweep_rows(trait: str) -> list[Row]:
         questions = qs["sweep"][trait]
         return ([(q, None, None, 0, 0.0) for q in questions]
-                + [(q, None, f"{trait}/filtered/{variant}", layer, coef) for layer, coef in cells for q in questions])
+                + [(q, None, f"{trait}/filtered/{variant}", layer, coef) for layer, coef in trait_cells(trait)
+                   for q in questions])
 
     gen.run([row for trait in ctx["traits"] for row in sweep_rows(trait)])  # one batched pass over every trait
     out: dict[str, Any] = {}
     for trait in ctx["traits"]:
-        questions = qs["sweep"][trait]
+        questions, cells = qs["sweep"][trait], trait_cells(trait)
         texts = [e["text"] for e in gen.run(sweep_rows(trait))]
         n = len(questions)
         s = judges.scores(trait, questions * (len(cells) + 1), texts)
@@ -341,7 +347,7 @@ def stage_sweep(ctx: dict[str, Any], variant: str = "response_avg") -> dict[str,
                           "shift": round(float((s[sl] - base_s).mean()), 2), "coherence_ratio": None, "k": k})
         record: dict[str, Any] = {"base_trait": round(float(base_s.mean()), 2),
                                   "base_coherence": round(float(base_c.mean()), 2), "table": table}
-        for pole, sign in (("high", 1.0), ("low", -1.0)):
+        for pole, sign in signs(trait):
             mine = sorted((t for t in table if np.sign(t["coef"]) == sign),
                           key=lambda t: (-sign * t["shift"], abs(t["coef"])))
             best = None
@@ -360,11 +366,9 @@ def stage_sweep(ctx: dict[str, Any], variant: str = "response_avg") -> dict[str,
         for t in table:
             del t["k"]
         out[trait] = record
-        print(f"{trait}: base {record['base_trait']:.1f}; high → L{record['high']['layer']} "
-              f"α={record['high']['coef']:+g} shift {record['high']['shift']:+.1f} "
-              f"(coh ×{record['high']['coherence_ratio']}); low → L{record['low']['layer']} "
-              f"α={record['low']['coef']:+g} shift {record['low']['shift']:+.1f} "
-              f"(coh ×{record['low']['coherence_ratio']})", flush=True)
+        print(f"{trait}: base {record['base_trait']:.1f}; " + "; ".join(
+            f"{pole} → L{record[pole]['layer']} α={record[pole]['coef']:+g} shift {record[pole]['shift']:+.1f} "
+            f"(coh ×{record[pole]['coherence_ratio']})" for pole, _ in signs(trait)), flush=True)
     return out
 
 
@@ -402,11 +406,11 @@ def stage_steer(ctx: dict[str, Any]) -> dict[str, Any]:
     cq = questions[:N_COHERENCE]
     base_c = judges.coherences(cq, base[:N_COHERENCE])
     out: dict[str, Any] = {"base_coherence": round(float(base_c.mean()), 2), "coherence_questions": len(cq)}
-    gen.run([row for trait in ctx["traits"] for pole in ("high", "low")
+    gen.run([row for trait in ctx["traits"] for pole in ("high", "low") if f"{trait}_{pole}" in ctx["poles"]
              for rows in steer_conditions(ctx, trait, pole).values() for row in rows])  # one batched pass
     for trait in ctx["traits"]:
         base_s = judges.scores(trait, questions, base)
-        for pole, sign in (("high", 1.0), ("low", -1.0)):
+        for pole, sign in [(p, sg) for p, sg in (("high", 1.0), ("low", -1.0)) if f"{trait}_{p}" in ctx["poles"]]:
             name = f"{trait}_{pole}"
             cell = ctx["results"]["sweep"][trait][pole]
             conditions = steer_conditions(ctx, trait, pole)
@@ -671,8 +675,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=48)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--traits", default=",".join(TRAITS), help="comma-separated Big Five traits")
-    parser.add_argument("--poles", default="", help="comma-separated poles for the prompt stages (default: "
-                        "both poles of every trait in --traits)")
+    parser.add_argument("--poles", default="", help="comma-separated poles for the prompt, sweep and steer "
+                        "stages (default: both poles of every trait in --traits)")
     parser.add_argument("--shard", default="", help="suffix of this process's cache files (parallel runs)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/persona_vectors_smollm2.json"))
     parser.add_argument("--inhibit-questions", type=int, default=N_HELD_OUT, help="held-out questions inhibited")
