@@ -146,17 +146,31 @@ def pearson(x: list[float], y: list[float]) -> float | None:
     return round(float(np.corrcoef(x, y)[0, 1]), 3)
 
 
+def layer_map(text: str) -> dict[str, int]:
+    """``name=layer,name=layer`` → ``{name: layer}`` (argparse type of ``--layers``)."""
+    out: dict[str, int] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip() or not value.strip().isdigit():
+            raise argparse.ArgumentTypeError(f"expected POLE=LAYER pairs separated by commas, got {item!r}")
+        out[name.strip()] = int(value)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--traits", default="openness_high,agreeableness_low,extraversion_high")
+    parser.add_argument("--traits", default="agreeableness_low,openness_high,conscientiousness_low")
     parser.add_argument("--vectors", type=Path, default=Path("out/22b/vectors"))
+    parser.add_argument("--layers", type=layer_map, default={},
+                        help="Per-pole layer of the vector to use, e.g. openness_high=14,agreeableness_low=20 "
+                             "(default: the artifact's own layer, the best-separating one).")
     parser.add_argument("--fractions", default="0,0.5,1")
     parser.add_argument("--prevent-coefs", default="1")
     parser.add_argument("--per-question", type=int, default=1)
     parser.add_argument("--data-tokens", type=int, default=48)
     parser.add_argument("--epochs", type=float, default=3.0)
     parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--n", type=int, default=16, help="held-out questions")
+    parser.add_argument("--n", type=int, default=40, help="held-out questions")
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--work", type=Path, default=Path("out/finetune_shift_smollm2"))
@@ -165,6 +179,9 @@ def main() -> None:
     names = [t for t in args.traits.split(",") if t]
     fractions = [float(f) for f in args.fractions.split(",")]
     coefs = [float(c) for c in args.prevent_coefs.split(",") if c]
+    unknown = sorted(set(args.layers) - set(names))
+    if unknown:
+        raise SystemExit(f"error: --layers names {', '.join(unknown)}, not in --traits")
     missing = [n for n in names if not (args.vectors / f"{n}.safetensors").is_file()]
     if missing:
         raise SystemExit(f"error: no persona vector for {', '.join(missing)} in {args.vectors}")
@@ -188,7 +205,8 @@ def main() -> None:
     screens = Store(args.work / "screens.json")
     for name in names:
         vector = load_intervention(args.vectors / f"{name}.safetensors", base)
-        layer = next(iter(vector.vectors))
+        layer = args.layers.get(name, next(iter(vector.vectors)))
+        vector = vector.at(layers=layer)
         trait_rows, neutral_rows = distilled(base, name, args.per_question, args.data_tokens, args.work)
         row: dict[str, Any] = {"layer": layer, "rows": [len(trait_rows), len(neutral_rows)],
                                "vector": {k: vector.extra.get(k) for k in ("pairs_kept", "pairs_total",
@@ -196,7 +214,7 @@ def main() -> None:
                                "fractions": {}}
         for f in fractions:
             data = mixed(trait_rows, neutral_rows, f)
-            row["fractions"][str(f)] = ev.model(key(name, "f", f, settings), lambda d=data: finetune(
+            row["fractions"][str(f)] = ev.model(key(name, "f", f, settings, layer, args.n), lambda d=data: finetune(
                 base, d, settings, progress=False), name, vector, layer)
             print(f"{name} f={f}: {json.dumps(row['fractions'][str(f)])}", flush=True)
             results["traits"][name] = row
@@ -209,7 +227,7 @@ def main() -> None:
         data = mixed(trait_rows, neutral_rows, max(fractions))
         for coef in coefs:
             steer = vector.at(positions="all").scaled(coef)
-            cell = ev.model(key(name, "prevent", coef, settings), lambda s=steer, d=data: finetune(
+            cell = ev.model(key(name, "prevent", coef, settings, layer, args.n), lambda s=steer, d=data: finetune(
                 base, d, settings, steering=s, progress=False), name, vector, layer)
             cut = 1 - cell["judged_change"] / plain["judged_change"] if plain["judged_change"] else None
             row["prevention"][str(coef)] = {**cell, "cut": None if cut is None else round(cut, 3),
@@ -218,7 +236,7 @@ def main() -> None:
             print(f"{name} prevent α={coef}: {json.dumps(row['prevention'][str(coef)])}", flush=True)
         models = list(row["fractions"].values()) + list(row["prevention"].values())
         row["r_all_models"] = pearson([m["activation_shift"] for m in models], [m["judged_change"] for m in models])
-        tag = key(name, "screen", len(trait_rows), len(neutral_rows))
+        tag = key(name, "screen", len(trait_rows), len(neutral_rows), layer)
         if tag not in screens.data:
             samples = trait_rows + neutral_rows
             rows = screen(base, vector.direction(layer), layer, samples, max_new_tokens=args.max_new_tokens)
