@@ -76,12 +76,23 @@ def distilled(lm: Any, name: str, per_question: int, tokens: int, work: Path) ->
     return out[0], out[1]
 
 
+def paired(trait_rows: list, neutral_rows: list) -> list[tuple[Any, Any]]:
+    """(trait-laden, neutral) answers to the same question, in order; a question whose answer came out empty
+    on one side (``self_distill`` drops those) loses its pair instead of shifting every later one."""
+    waiting: dict[str, list] = {}
+    for row in neutral_rows:
+        waiting.setdefault(row[0]["content"], []).append(row)
+    return [(row, waiting[row[0]["content"]].pop(0)) for row in trait_rows if waiting.get(row[0]["content"])]
+
+
 def mixed(trait_rows: list, neutral_rows: list, fraction: float, seed: int = 0) -> list:
-    """Row i: trait-laden for the first round(f·N) indices of a seeded order, neutral otherwise."""
-    n = min(len(trait_rows), len(neutral_rows))
+    """Pair i (same question): the trait-laden answer for the first round(f·N) indices of a seeded order, the
+    neutral one otherwise."""
+    pairs = paired(trait_rows, neutral_rows)
+    n = len(pairs)
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
     chosen = set(order[:round(fraction * n)])
-    return [trait_rows[i] if i in chosen else neutral_rows[i] for i in range(n)]
+    return [pairs[i][0] if i in chosen else pairs[i][1] for i in range(n)]
 
 
 class Evaluator:
