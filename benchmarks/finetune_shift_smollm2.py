@@ -175,7 +175,8 @@ def main() -> None:
     parser.add_argument("--layers", type=layer_map, default={},
                         help="Per-pole layer of the vector to use, e.g. openness_high=14,agreeableness_low=20 "
                              "(default: the artifact's own layer, the best-separating one).")
-    parser.add_argument("--fractions", default="0,0.5,1")
+    parser.add_argument("--fractions", default="0,0.5,1",
+                        help="Mixing fractions to finetune at; empty: no finetunes, screening only.")
     parser.add_argument("--prevent-coefs", default="1")
     parser.add_argument("--per-question", type=int, default=1)
     parser.add_argument("--data-tokens", type=int, default=48)
@@ -188,7 +189,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/finetune_shift_smollm2.json"))
     args = parser.parse_args()
     names = [t for t in args.traits.split(",") if t]
-    fractions = [float(f) for f in args.fractions.split(",")]
+    fractions = [float(f) for f in args.fractions.split(",") if f]
     coefs = [float(c) for c in args.prevent_coefs.split(",") if c]
     unknown = sorted(set(args.layers) - set(names))
     if unknown:
@@ -206,13 +207,13 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     base = load_model("smollm2-135m-instruct")
     questions = heldout_questions(args.n)
-    ev = Evaluator(base, questions, args.max_new_tokens, args.work)
+    ev = Evaluator(base, questions, args.max_new_tokens, args.work) if fractions else None
     settings = FinetuneSettings(method="lora", epochs=args.epochs, learning_rate=args.lr, batch_size=8, seed=0)
     results: dict[str, Any] = {
         "model": "smollm2-135m-instruct", "finetune": {"method": "lora", "r": 8, "epochs": args.epochs,
                                                        "lr": args.lr, "batch_size": 8, "seed": 0},
         "data": {"per_question": args.per_question, "new_tokens": args.data_tokens, "temperature": 0.7},
-        "held_out": args.n, "base_neutral_ppl": round(ev.neutral_ppl(base), 3), "traits": {}}
+        "held_out": args.n, "base_neutral_ppl": round(ev.neutral_ppl(base), 3) if ev else None, "traits": {}}
     screens = Store(args.work / "screens.json")
     for name in names:
         vector = load_intervention(args.vectors / f"{name}.safetensors", base)
@@ -224,6 +225,7 @@ def main() -> None:
                                                                           "pos_mean_score", "neg_mean_score")},
                                "fractions": {}}
         for f in fractions:
+            assert ev is not None
             data = mixed(trait_rows, neutral_rows, f)
             row["fractions"][str(f)] = ev.model(key(name, "f", f, settings, layer, args.n), lambda d=data: finetune(
                 base, d, settings, progress=False), name, vector, layer)
@@ -233,10 +235,11 @@ def main() -> None:
         xs = [row["fractions"][str(f)]["activation_shift"] for f in fractions]
         ys = [row["fractions"][str(f)]["judged_change"] for f in fractions]
         row["r"] = pearson(xs, ys)
-        plain = row["fractions"][str(max(fractions))]
         row["prevention"] = {}
-        data = mixed(trait_rows, neutral_rows, max(fractions))
-        for coef in coefs:
+        for coef in coefs if fractions else ():  # no fractions: screening only
+            assert ev is not None
+            plain = row["fractions"][str(max(fractions))]
+            data = mixed(trait_rows, neutral_rows, max(fractions))
             steer = vector.at(positions="all").scaled(coef)
             cell = ev.model(key(name, "prevent", coef, settings, layer, args.n), lambda s=steer, d=data: finetune(
                 base, d, settings, steering=s, progress=False), name, vector, layer)
