@@ -176,7 +176,8 @@ def main() -> None:
                         help="Per-pole layer of the vector to use, e.g. openness_high=14,agreeableness_low=20 "
                              "(default: the artifact's own layer, the best-separating one).")
     parser.add_argument("--fractions", default="0,0.5,1",
-                        help="Mixing fractions to finetune at; empty: no finetunes, screening only.")
+                        help="Mixing fractions to finetune at; empty: no finetunes (the base model's figures and the "
+                             "screening only).")
     parser.add_argument("--prevent-coefs", default="1")
     parser.add_argument("--per-question", type=int, default=1)
     parser.add_argument("--data-tokens", type=int, default=48)
@@ -207,13 +208,16 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     base = load_model("smollm2-135m-instruct")
     questions = heldout_questions(args.n)
-    ev = Evaluator(base, questions, args.max_new_tokens, args.work) if fractions else None
+    ev = Evaluator(base, questions, args.max_new_tokens, args.work)
     settings = FinetuneSettings(method="lora", epochs=args.epochs, learning_rate=args.lr, batch_size=8, seed=0)
     results: dict[str, Any] = {
         "model": "smollm2-135m-instruct", "finetune": {"method": "lora", "r": 8, "epochs": args.epochs,
                                                        "lr": args.lr, "batch_size": 8, "seed": 0},
         "data": {"per_question": args.per_question, "new_tokens": args.data_tokens, "temperature": 0.7},
-        "held_out": args.n, "base_neutral_ppl": round(ev.neutral_ppl(base), 3) if ev else None, "traits": {}}
+        "held_out": args.n, "base_neutral_ppl": round(ev.neutral_ppl(base), 3),
+        "base": {"coherence": round(float(np.nanmean(ev.base_coh)), 1),
+                 "judged_mean": {t: round(float(ev.base_scores[:, i].mean()), 2) for i, t in enumerate(TRAITS)}},
+        "traits": {}}
     screens = Store(args.work / "screens.json")
     for name in names:
         vector = load_intervention(args.vectors / f"{name}.safetensors", base)
@@ -225,7 +229,6 @@ def main() -> None:
                                                                           "pos_mean_score", "neg_mean_score")},
                                "fractions": {}}
         for f in fractions:
-            assert ev is not None
             data = mixed(trait_rows, neutral_rows, f)
             row["fractions"][str(f)] = ev.model(key(name, "f", f, settings, layer, args.n), lambda d=data: finetune(
                 base, d, settings, progress=False), name, vector, layer)
@@ -237,7 +240,6 @@ def main() -> None:
         row["r"] = pearson(xs, ys)
         row["prevention"] = {}
         for coef in coefs if fractions else ():  # no fractions: screening only
-            assert ev is not None
             plain = row["fractions"][str(max(fractions))]
             data = mixed(trait_rows, neutral_rows, max(fractions))
             steer = vector.at(positions="all").scaled(coef)
