@@ -188,7 +188,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--work", type=Path, default=Path("out/finetune_shift_smollm2"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/finetune_shift_smollm2.json"))
+    parser.add_argument("--merge", type=Path, nargs="+", default=None,
+                        help="Merge these results files into --out (pooled r and table recomputed) and exit.")
     args = parser.parse_args()
+    if args.merge:
+        merge(args.merge, args.out)
+        return
     names = [t for t in args.traits.split(",") if t]
     fractions = [float(f) for f in args.fractions.split(",") if f]
     coefs = [float(c) for c in args.prevent_coefs.split(",") if c]
@@ -268,21 +273,40 @@ def main() -> None:
         results["wall_seconds"] = round(time.perf_counter() - start, 1)
         save_results(results, args.out)
         print(f"{name}: r {row['r']}, screening AUROC {row['screening_auroc']}", flush=True)
-    pooled = [m for row in results["traits"].values() for m in [*row["fractions"].values(),
-                                                                 *row["prevention"].values()]]
-    results["r_pooled"] = pearson([m["activation_shift"] for m in pooled], [m["judged_change"] for m in pooled])
+    summarize(results)
+    results["wall_seconds"] = round(time.perf_counter() - start, 1)
+    save_results(results, args.out)
+    print(results["markdown"])
+
+
+def summarize(results: dict[str, Any]) -> None:
+    """Pooled r over every trait's models (``r_pooled``: fractions and prevented finetunes; ``r_pooled_fractions``:
+    the fractions only) and the markdown table, into ``results``."""
+    rows = results["traits"].values()
+    for label, models in (("r_pooled", [m for row in rows for m in [*row["fractions"].values(),
+                                                                      *row.get("prevention", {}).values()]]),
+                          ("r_pooled_fractions", [m for row in rows for m in row["fractions"].values()])):
+        results[label] = pearson([m["activation_shift"] for m in models], [m["judged_change"] for m in models])
     table = ["| trait | layer | f: activation shift / judged change | r | prevention α: cut, ppl vs plain | AUROC |",
              "|---|---|---|---|---|---|"]
     for name, row in results["traits"].items():
         cells = ", ".join(f"{f}: {v['activation_shift']:+.3f} / {v['judged_change']:+.1f}"
                           for f, v in row["fractions"].items())
-        prev = ", ".join(f"{c}: {v['cut']}, {v['ppl_vs_plain']}" for c, v in row["prevention"].items())
-        table.append(f"| {name} | {row['layer']} | {cells} | {row['r']} | {prev} | {row['screening_auroc']} |")
+        prev = ", ".join(f"{c}: {v['cut']}, {v['ppl_vs_plain']}" for c, v in row.get("prevention", {}).items())
+        table.append(f"| {name} | {row['layer']} | {cells} | {row.get('r')} | {prev} | {row.get('screening_auroc')} |")
     results["markdown"] = "\n".join(table)
-    results["wall_seconds"] = round(time.perf_counter() - start, 1)
-    save_results(results, args.out)
-    print(results["markdown"])
 
+
+def merge(paths: list[Path], out: Path) -> None:
+    """Union of the traits of several results files (runs split over processes or stopped early) into ``out``,
+    with the pooled r and the table recomputed; the other fields come from the first file."""
+    results = json.loads(paths[0].read_text())
+    for path in paths[1:]:
+        results["traits"].update(json.loads(path.read_text())["traits"])
+    summarize(results)
+    save_results(results, out)
+    print(results["markdown"])
+    print(f"r pooled: {results['r_pooled']} (fractions only: {results['r_pooled_fractions']})")
 
 if __name__ == "__main__":
     main()
