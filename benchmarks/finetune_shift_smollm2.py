@@ -76,12 +76,23 @@ def distilled(lm: Any, name: str, per_question: int, tokens: int, work: Path) ->
     return out[0], out[1]
 
 
+def paired(trait_rows: list, neutral_rows: list) -> list[tuple[Any, Any]]:
+    """(trait-laden, neutral) answers to the same question, in order; a question whose answer came out empty
+    on one side (``self_distill`` drops those) loses its pair instead of shifting every later one."""
+    waiting: dict[str, list] = {}
+    for row in neutral_rows:
+        waiting.setdefault(row[0]["content"], []).append(row)
+    return [(row, waiting[row[0]["content"]].pop(0)) for row in trait_rows if waiting.get(row[0]["content"])]
+
+
 def mixed(trait_rows: list, neutral_rows: list, fraction: float, seed: int = 0) -> list:
-    """Row i: trait-laden for the first round(f·N) indices of a seeded order, neutral otherwise."""
-    n = min(len(trait_rows), len(neutral_rows))
+    """Pair i (same question): the trait-laden answer for the first round(f·N) indices of a seeded order, the
+    neutral one otherwise."""
+    pairs = paired(trait_rows, neutral_rows)
+    n = len(pairs)
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
     chosen = set(order[:round(fraction * n)])
-    return [trait_rows[i] if i in chosen else neutral_rows[i] for i in range(n)]
+    return [pairs[i][0] if i in chosen else pairs[i][1] for i in range(n)]
 
 
 class Evaluator:
@@ -146,25 +157,49 @@ def pearson(x: list[float], y: list[float]) -> float | None:
     return round(float(np.corrcoef(x, y)[0, 1]), 3)
 
 
+def layer_map(text: str) -> dict[str, int]:
+    """``name=layer,name=layer`` → ``{name: layer}`` (argparse type of ``--layers``)."""
+    out: dict[str, int] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip() or not value.strip().isdigit():
+            raise argparse.ArgumentTypeError(f"expected POLE=LAYER pairs separated by commas, got {item!r}")
+        out[name.strip()] = int(value)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--traits", default="openness_high,agreeableness_low,extraversion_high")
+    parser.add_argument("--traits", default="agreeableness_low,openness_high,conscientiousness_low")
     parser.add_argument("--vectors", type=Path, default=Path("out/22b/vectors"))
-    parser.add_argument("--fractions", default="0,0.5,1")
+    parser.add_argument("--layers", type=layer_map, default={},
+                        help="Per-pole layer of the vector to use, e.g. openness_high=14,agreeableness_low=20 "
+                             "(default: the artifact's own layer, the best-separating one).")
+    parser.add_argument("--fractions", default="0,0.5,1",
+                        help="Mixing fractions to finetune at; empty: no finetunes (the base model's figures and the "
+                             "screening only).")
     parser.add_argument("--prevent-coefs", default="1")
     parser.add_argument("--per-question", type=int, default=1)
     parser.add_argument("--data-tokens", type=int, default=48)
     parser.add_argument("--epochs", type=float, default=3.0)
     parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--n", type=int, default=16, help="held-out questions")
+    parser.add_argument("--n", type=int, default=40, help="held-out questions")
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--work", type=Path, default=Path("out/finetune_shift_smollm2"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/finetune_shift_smollm2.json"))
+    parser.add_argument("--merge", type=Path, nargs="+", default=None,
+                        help="Merge these results files into --out (pooled r and table recomputed) and exit.")
     args = parser.parse_args()
+    if args.merge:
+        merge(args.merge, args.out)
+        return
     names = [t for t in args.traits.split(",") if t]
-    fractions = [float(f) for f in args.fractions.split(",")]
+    fractions = [float(f) for f in args.fractions.split(",") if f]
     coefs = [float(c) for c in args.prevent_coefs.split(",") if c]
+    unknown = sorted(set(args.layers) - set(names))
+    if unknown:
+        raise SystemExit(f"error: --layers names {', '.join(unknown)}, not in --traits")
     missing = [n for n in names if not (args.vectors / f"{n}.safetensors").is_file()]
     if missing:
         raise SystemExit(f"error: no persona vector for {', '.join(missing)} in {args.vectors}")
@@ -184,11 +219,15 @@ def main() -> None:
         "model": "smollm2-135m-instruct", "finetune": {"method": "lora", "r": 8, "epochs": args.epochs,
                                                        "lr": args.lr, "batch_size": 8, "seed": 0},
         "data": {"per_question": args.per_question, "new_tokens": args.data_tokens, "temperature": 0.7},
-        "held_out": args.n, "base_neutral_ppl": round(ev.neutral_ppl(base), 3), "traits": {}}
+        "held_out": args.n, "base_neutral_ppl": round(ev.neutral_ppl(base), 3),
+        "base": {"coherence": round(float(np.nanmean(ev.base_coh)), 1),
+                 "judged_mean": {t: round(float(ev.base_scores[:, i].mean()), 2) for i, t in enumerate(TRAITS)}},
+        "traits": {}}
     screens = Store(args.work / "screens.json")
     for name in names:
         vector = load_intervention(args.vectors / f"{name}.safetensors", base)
-        layer = next(iter(vector.vectors))
+        layer = args.layers.get(name, next(iter(vector.vectors)))
+        vector = vector.at(layers=layer)
         trait_rows, neutral_rows = distilled(base, name, args.per_question, args.data_tokens, args.work)
         row: dict[str, Any] = {"layer": layer, "rows": [len(trait_rows), len(neutral_rows)],
                                "vector": {k: vector.extra.get(k) for k in ("pairs_kept", "pairs_total",
@@ -196,7 +235,7 @@ def main() -> None:
                                "fractions": {}}
         for f in fractions:
             data = mixed(trait_rows, neutral_rows, f)
-            row["fractions"][str(f)] = ev.model(key(name, "f", f, settings), lambda d=data: finetune(
+            row["fractions"][str(f)] = ev.model(key(name, "f", f, settings, layer, args.n), lambda d=data: finetune(
                 base, d, settings, progress=False), name, vector, layer)
             print(f"{name} f={f}: {json.dumps(row['fractions'][str(f)])}", flush=True)
             results["traits"][name] = row
@@ -204,12 +243,12 @@ def main() -> None:
         xs = [row["fractions"][str(f)]["activation_shift"] for f in fractions]
         ys = [row["fractions"][str(f)]["judged_change"] for f in fractions]
         row["r"] = pearson(xs, ys)
-        plain = row["fractions"][str(max(fractions))]
         row["prevention"] = {}
-        data = mixed(trait_rows, neutral_rows, max(fractions))
-        for coef in coefs:
+        for coef in coefs if fractions else ():  # no fractions: screening only
+            plain = row["fractions"][str(max(fractions))]
+            data = mixed(trait_rows, neutral_rows, max(fractions))
             steer = vector.at(positions="all").scaled(coef)
-            cell = ev.model(key(name, "prevent", coef, settings), lambda s=steer, d=data: finetune(
+            cell = ev.model(key(name, "prevent", coef, settings, layer, args.n), lambda s=steer, d=data: finetune(
                 base, d, settings, steering=s, progress=False), name, vector, layer)
             cut = 1 - cell["judged_change"] / plain["judged_change"] if plain["judged_change"] else None
             row["prevention"][str(coef)] = {**cell, "cut": None if cut is None else round(cut, 3),
@@ -218,7 +257,7 @@ def main() -> None:
             print(f"{name} prevent α={coef}: {json.dumps(row['prevention'][str(coef)])}", flush=True)
         models = list(row["fractions"].values()) + list(row["prevention"].values())
         row["r_all_models"] = pearson([m["activation_shift"] for m in models], [m["judged_change"] for m in models])
-        tag = key(name, "screen", len(trait_rows), len(neutral_rows))
+        tag = key(name, "screen", len(trait_rows), len(neutral_rows), layer)
         if tag not in screens.data:
             samples = trait_rows + neutral_rows
             rows = screen(base, vector.direction(layer), layer, samples, max_new_tokens=args.max_new_tokens)
@@ -234,21 +273,40 @@ def main() -> None:
         results["wall_seconds"] = round(time.perf_counter() - start, 1)
         save_results(results, args.out)
         print(f"{name}: r {row['r']}, screening AUROC {row['screening_auroc']}", flush=True)
-    pooled = [m for row in results["traits"].values() for m in [*row["fractions"].values(),
-                                                                 *row["prevention"].values()]]
-    results["r_pooled"] = pearson([m["activation_shift"] for m in pooled], [m["judged_change"] for m in pooled])
+    summarize(results)
+    results["wall_seconds"] = round(time.perf_counter() - start, 1)
+    save_results(results, args.out)
+    print(results["markdown"])
+
+
+def summarize(results: dict[str, Any]) -> None:
+    """Pooled r over every trait's models (``r_pooled``: fractions and prevented finetunes; ``r_pooled_fractions``:
+    the fractions only) and the markdown table, into ``results``."""
+    rows = results["traits"].values()
+    for label, models in (("r_pooled", [m for row in rows for m in [*row["fractions"].values(),
+                                                                      *row.get("prevention", {}).values()]]),
+                          ("r_pooled_fractions", [m for row in rows for m in row["fractions"].values()])):
+        results[label] = pearson([m["activation_shift"] for m in models], [m["judged_change"] for m in models])
     table = ["| trait | layer | f: activation shift / judged change | r | prevention α: cut, ppl vs plain | AUROC |",
              "|---|---|---|---|---|---|"]
     for name, row in results["traits"].items():
         cells = ", ".join(f"{f}: {v['activation_shift']:+.3f} / {v['judged_change']:+.1f}"
                           for f, v in row["fractions"].items())
-        prev = ", ".join(f"{c}: {v['cut']}, {v['ppl_vs_plain']}" for c, v in row["prevention"].items())
-        table.append(f"| {name} | {row['layer']} | {cells} | {row['r']} | {prev} | {row['screening_auroc']} |")
+        prev = ", ".join(f"{c}: {v['cut']}, {v['ppl_vs_plain']}" for c, v in row.get("prevention", {}).items())
+        table.append(f"| {name} | {row['layer']} | {cells} | {row.get('r')} | {prev} | {row.get('screening_auroc')} |")
     results["markdown"] = "\n".join(table)
-    results["wall_seconds"] = round(time.perf_counter() - start, 1)
-    save_results(results, args.out)
-    print(results["markdown"])
 
+
+def merge(paths: list[Path], out: Path) -> None:
+    """Union of the traits of several results files (runs split over processes or stopped early) into ``out``,
+    with the pooled r and the table recomputed; the other fields come from the first file."""
+    results = json.loads(paths[0].read_text())
+    for path in paths[1:]:
+        results["traits"].update(json.loads(path.read_text())["traits"])
+    summarize(results)
+    save_results(results, out)
+    print(results["markdown"])
+    print(f"r pooled: {results['r_pooled']} (fractions only: {results['r_pooled_fractions']})")
 
 if __name__ == "__main__":
     main()

@@ -12,7 +12,9 @@
 Timings: one torch thread; per case the minimum over interleaved repeats of wall and CPU time, and the median
 of the per-repeat CPU-time ratios of back-to-back runs (see ``timed``).
 
-Run: ``nice -n 10 python -m benchmarks.npti_bench [--model traitlab/persona-tiny] [--smol] [--out f.json]``.
+Run: ``nice -n 10 python -m benchmarks.npti_bench [--model traitlab/persona-tiny] [--smol] [--out f.json]``;
+on SmolLM2 (docs/npti.md): ``--model smollm2-135m-instruct --answers 16 --new-tokens 32 --repeats 3
+--parts collection,memory --memory-tokens 32,256 --memory-runs 2``.
 Without the organism it uses a random Llama of the organism's shape. ``--smol`` adds the 135M-shaped Llama.
 """
 
@@ -129,12 +131,12 @@ def _memory_child(mode: str, n: int, new_tokens: int, model: str | None) -> None
                       "peak_kib": _rss_kib("VmHWM") - before, "accumulator_bytes": histogram.nbytes()}))
 
 
-def collection_memory(model: str | None, sizes: list[int], new_tokens: int, runs: int = 3) -> list[dict[str, Any]]:
+def collection_memory(model: str | None, sizes: list[tuple[int, int]], runs: int = 3) -> list[dict[str, Any]]:
     """Peak RSS rise during generation with collection, and during plain generation, in fresh processes, for
-    each size (the minimum of ``runs`` processes each). ``store_all_mib`` is what keeping every token's
-    activations would take."""
+    each size ``(answers, new_tokens)`` (the minimum of ``runs`` processes each). ``store_all_mib`` is what
+    keeping every token's activations would take."""
     out = []
-    for n in sizes:
+    for n, new_tokens in sizes:
         peaks: dict[str, list[dict[str, Any]]] = {"plain": [], "collect": []}
         for _ in range(runs):
             for mode in peaks:
@@ -148,7 +150,8 @@ def collection_memory(model: str | None, sizes: list[int], new_tokens: int, runs
         plain = min(r["peak_kib"] for r in peaks["plain"]) / 1024
         collect = min(r["peak_kib"] for r in peaks["collect"]) / 1024
         first = peaks["collect"][0]
-        out.append({"answers": n, "tokens": first["tokens"], "plain_peak_rise_mib": round(plain, 1),
+        out.append({"answers": n, "new_tokens": new_tokens, "tokens": first["tokens"],
+                    "plain_peak_rise_mib": round(plain, 1),
                     "collect_peak_rise_mib": round(collect, 1), "extra_peak_mib": round(collect - plain, 1),
                     "accumulator_mib": round(first["accumulator_bytes"] / 2**20, 2),
                     "store_all_mib": round(first["recorded_tokens"] * first["neurons"] * 4 / 2**20, 1)})
@@ -197,7 +200,9 @@ def figures(lm: LoadedModel, args: argparse.Namespace) -> dict[str, Any]:
         result["collection"] = collection_throughput(lm, args.answers, args.new_tokens, args.repeats)
         print(json.dumps(result["collection"]), flush=True)
     if "memory" in parts and lm.spec != "random-135M-llama":
-        result["memory"] = collection_memory(args.model, [args.answers, 8 * args.answers], args.new_tokens)
+        sizes = [(args.answers, t) for t in args.memory_tokens] if args.memory_tokens \
+            else [(args.answers, args.new_tokens), (8 * args.answers, args.new_tokens)]
+        result["memory"] = collection_memory(args.model, sizes, args.memory_runs)
         print(json.dumps(result["memory"]), flush=True)
     if "induction" in parts:
         if lm.spec == "traitlab/persona-tiny":
@@ -215,6 +220,13 @@ def figures(lm: LoadedModel, args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def _int_list(text: str) -> list[int]:
+    values = [int(v) for v in text.split(",") if v.strip()]
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers separated by commas, got {text!r}")
+    return values
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=None, help="Model spec (default: the organism, else its shape).")
@@ -223,6 +235,10 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=48)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--parts", default="collection,memory,induction", help="Comma-separated subset.")
+    parser.add_argument("--memory-tokens", type=_int_list, default=None,
+                        help="Comma-separated new-token counts for the memory part, at --answers answers each "
+                             "(default: --answers and 8x as many answers at --new-tokens).")
+    parser.add_argument("--memory-runs", type=int, default=3, help="Fresh processes per memory case (minimum).")
     parser.add_argument("--memory-child", nargs=3, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: least disturbed timings).")
     parser.add_argument("--out", type=Path, default=None)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 
@@ -71,7 +73,10 @@ def test_finetune_shift_and_preventative_steering(llama):
     data = [[{"role": "user", "content": f"question {i}"}, {"role": "assistant", "content": "LOUD LOUD LOUD!"}]
             for i in range(8)]
     settings = FinetuneSettings(method="lora", epochs=2, learning_rate=5e-3, batch_size=4)
-    tuned = finetune(llama, data, settings, progress=False)
+    with warnings.catch_warnings(record=True) as caught:  # e.g. peft reading a deprecated transformers alias
+        warnings.simplefilter("always")
+        tuned = finetune(llama, data, settings, progress=False)
+    assert [str(w.message) for w in caught] == []
     vector = _vector(llama)
     prompts = ["question 1", "another one"]
     shift = finetune_shift(llama, tuned, vector.direction(2), 2, prompts)

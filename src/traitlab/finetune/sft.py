@@ -12,6 +12,7 @@ import contextlib
 import copy
 import dataclasses
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Literal
 
@@ -85,7 +86,10 @@ def finetune(lm: LoadedModel, conversations: Sequence[Conversation], settings: F
 
         config = LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
                             target_modules=_lora_targets(lm, settings), bias="none")
-        trainee = get_peft_model(model, config)
+        with warnings.catch_warnings():  # peft reads transformers' deprecated alias; the user did not cause it
+            warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated",
+                                    category=FutureWarning)
+            trainee = get_peft_model(model, config)
     else:
         trainee = model
     student = LoadedModel(model, lm.tokenizer, lm.family, spec=f"{lm.spec}+sft")  # freezes all parameters
