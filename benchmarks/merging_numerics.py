@@ -71,13 +71,13 @@ def main() -> None:
         base = CheckpointReader(root / "base")
         for index in range(3):
             tuned = CheckpointReader(root / f"tuned{index}")
-            for name in tuned.keys():
+            for name in tuned.files:
                 delta = tuned.get(name).float() - base.get(name).float()
                 masks[hashlib.sha256(delta.numpy().tobytes()).hexdigest()] = dare_mask(delta.shape, density, seed,
                                                                                      name, index)
     original = gta.sparsify
 
-    def shared_masks(tensor, density, method, rescale_norm=None, **kwargs):  # noqa: ANN001, ANN202
+    def shared_masks(tensor, density, method, rescale_norm=None, **kwargs):
         if method != SparsificationMethod.random:
             return original(tensor, density=density, method=method, rescale_norm=rescale_norm, **kwargs)
         keep = masks[hashlib.sha256(tensor.detach().numpy().tobytes()).hexdigest()]
