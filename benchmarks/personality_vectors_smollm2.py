@@ -35,6 +35,7 @@ import argparse
 import contextlib
 import hashlib
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -126,38 +127,40 @@ def make_data(ctx: Context, pole: str) -> tuple[list, dict[str, Any]]:
     spec = load_trait(pole).with_short_instructions()
     questions = [q for q in spec.questions if q not in ctx.held_out]
     spec = spec.model_copy(update={"questions": questions})
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     rows = self_distill(ctx.lm, spec, n_per_question=ctx.args.n_per_question, temperature=1.0,
                         max_new_tokens=ctx.args.data_tokens, seed=0, batch_size=64)
     kept, scores = judge_filter(rows, ctx.judges.trait.for_trait(trait, side), threshold=50.0, keep=ctx.args.rows)
     info = {"questions": len(questions), "sampled": len(rows), "kept": len(kept),
             "kept_mean_score": round(float(np.mean(scores)), 1) if scores else None,
-            "distill_s": round(time.perf_counter() - start, 1)}
+            "distill_s": round(time.perf_counter() - start, 1), "distill_cpu_s": round(time.process_time() - cpu, 1)}
     write_chat_jsonl(kept, path)
     info_path.write_text(json.dumps(info))
     return kept, info
 
 
-def make_vector(ctx: Context, pole: str, rows: list) -> tuple[Path, float | None]:
+def make_vector(ctx: Context, pole: str, rows: list) -> tuple[Path, dict[str, Any]]:
     from traitlab.finetune import FinetuneSettings, finetune
     from traitlab.methods.merging import vector_from_models
 
     path = ctx.work / f"phi_{pole}.safetensors"
     timing = ctx.work / f"phi_{pole}.json"
     if path.is_file():
-        return path, json.loads(timing.read_text())["finetune_s"] if timing.is_file() else None
+        return path, json.loads(timing.read_text()) if timing.is_file() else {}
     a = ctx.args
     settings = FinetuneSettings(method="lora", epochs=a.epochs, learning_rate=a.lr, batch_size=a.batch_size,
                                 max_length=a.max_length, lora_r=a.lora_r, lora_alpha=2 * a.lora_r, seed=0)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     tuned = finetune(ctx.lm, rows, settings, progress=True)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     trait, side = pole.rsplit("_", 1)
     vector = vector_from_models(ctx.lm, tuned, trait, side)
     vector.save(path)
-    timing.write_text(json.dumps({"finetune_s": round(seconds, 1), "tensors": len(vector.deltas),
+    timing.write_text(json.dumps({"finetune_s": round(seconds, 1), "finetune_cpu_s": round(cpu, 1),
+                                  "steps": math.ceil(len(rows) * a.epochs / a.batch_size),
+                                  "tensors": len(vector.deltas),
                                   "bytes": path.stat().st_size}))
-    return path, seconds
+    return path, json.loads(timing.read_text())
 
 
 def run_pole(ctx: Context, pole: str) -> dict[str, Any]:
@@ -168,10 +171,10 @@ def run_pole(ctx: Context, pole: str) -> dict[str, Any]:
     t0 = time.perf_counter()
     rows, data_info = make_data(ctx, pole)
     print(f"{pole}: data {data_info}", flush=True)
-    path, finetune_s = make_vector(ctx, pole, rows)
+    path, finetune = make_vector(ctx, pole, rows)
     vector = load_vector(path)
     digest = vector_digest(path)
-    print(f"{pole}: vector {len(vector.deltas)} tensors, finetune {finetune_s}s", flush=True)
+    print(f"{pole}: vector {len(vector.deltas)} tensors, finetune {finetune}", flush=True)
     oriented = (lambda s: s) if side == "high" else (lambda s: 100.0 - s)
     q = ctx.held_out
     per_alpha, scores, coherence = {}, {}, {}
@@ -195,7 +198,7 @@ def run_pole(ctx: Context, pole: str) -> dict[str, Any]:
     guarded = [a for a in ctx.args.alphas if a > 0 and per_alpha[str(a)]["coherence_ratio"] >= 0.9]
     best = max(guarded, key=lambda a: scores[a].mean()) if guarded else None
     record = {
-        "data": data_info, "finetune_s": finetune_s, "vector_tensors": len(vector.deltas),
+        "data": data_info, "finetune": finetune, "vector_tensors": len(vector.deltas),
         "vector_mb": round(path.stat().st_size / 2**20, 1), "alphas": per_alpha,
         "r_alpha_mean_score": round(pearson(alphas, means), 3),
         "r_alpha_points": round(pearson(points_x, points_y), 3),
@@ -261,13 +264,13 @@ def main() -> None:
     parser.add_argument("--stages", default="poles,compose")
     parser.add_argument("--poles", nargs="+", default=list(POLES), choices=POLES)
     parser.add_argument("--alphas", nargs="+", type=float, default=[0.0, 0.5, 1.0, 1.5, 2.0])
-    parser.add_argument("--n-per-question", type=int, default=4)
-    parser.add_argument("--data-tokens", type=int, default=64)
+    parser.add_argument("--n-per-question", type=int, default=3)
+    parser.add_argument("--data-tokens", type=int, default=48)
     parser.add_argument("--rows", type=int, default=40)
-    parser.add_argument("--epochs", type=float, default=3.0)
-    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--epochs", type=float, default=2.0)
+    parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--max-length", type=int, default=96)
     parser.add_argument("--lora-r", type=int, default=8)
     parser.add_argument("--redo", action="store_true", help="Evaluate poles already in the results again.")
     parser.add_argument("--work", type=Path, default=Path("out/pv23"))
