@@ -30,6 +30,36 @@ DTYPE_CODES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16
 CODE_DTYPES = {code: dtype for dtype, code in DTYPE_CODES.items()}
 
 
+def read_header(path: Path) -> dict[str, Any]:
+    """A safetensors file's header (name → dtype, shape, data_offsets), with ``__data_start__`` added."""
+    try:
+        with path.open("rb") as handle:
+            (length,) = struct.unpack("<Q", handle.read(8))
+            header = json.loads(handle.read(length))
+    except (OSError, struct.error, ValueError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+    header.pop("__metadata__", None)
+    header["__data_start__"] = 8 + length
+    return header
+
+
+def read_tensor(path: Path, header: dict[str, Any], name: str) -> torch.Tensor | None:
+    """Tensor ``name`` of a safetensors file read with plain reads (no memory map); None for a dtype this
+    reader does not know (the caller falls back to ``safe_open``)."""
+    entry = header.get(name)
+    if entry is None or entry["dtype"] not in CODE_DTYPES:
+        return None
+    start, end = entry["data_offsets"]
+    tensor = torch.empty(entry["shape"], dtype=CODE_DTYPES[entry["dtype"]])
+    if end > start:
+        buffer = tensor.reshape(-1).view(torch.uint8).numpy()
+        with path.open("rb") as handle:
+            handle.seek(header["__data_start__"] + start)
+            if handle.readinto(memoryview(buffer)) != end - start:
+                raise ConfigError(f"{path} is truncated at tensor {name}")
+    return tensor
+
+
 class CheckpointReader:
     """Lazy reader of the safetensors weights of a model folder."""
 
@@ -48,7 +78,6 @@ class CheckpointReader:
             raise ConfigError(f"{self.folder} has no model.safetensors or model.safetensors.index.json")
         self._handles: dict[Path, Any] = {}
         self._headers: dict[Path, dict[str, Any]] = {}
-        self._data_start: dict[Path, int] = {}
 
     @staticmethod
     def _open(path: Path) -> Any:
@@ -77,28 +106,10 @@ class CheckpointReader:
         mapped checkpoint count toward the process's resident memory for as long as the map lives, which made
         a merge's peak RSS grow by every input checkpoint's size)."""
         path = self.files[name]
-        entry = self._entries(path).get(name)
-        if entry is None or entry["dtype"] not in CODE_DTYPES:
-            return self._handle(name).get_tensor(name)
-        start, end = entry["data_offsets"]
-        tensor = torch.empty(entry["shape"], dtype=CODE_DTYPES[entry["dtype"]])
-        if end > start:
-            buffer = tensor.view(-1).view(torch.uint8).numpy() if tensor.dim() else tensor.view(1).view(
-                torch.uint8).numpy()
-            with path.open("rb") as handle:
-                handle.seek(self._data_start[path] + start)
-                if handle.readinto(memoryview(buffer)) != end - start:
-                    raise ConfigError(f"{path} is truncated at tensor {name}")
-        return tensor
-
-    def _entries(self, path: Path) -> dict[str, Any]:
         if path not in self._headers:
-            with path.open("rb") as handle:
-                (length,) = struct.unpack("<Q", handle.read(8))
-                header = json.loads(handle.read(length))
-            header.pop("__metadata__", None)
-            self._headers[path], self._data_start[path] = header, 8 + length
-        return self._headers[path]
+            self._headers[path] = read_header(path)
+        tensor = read_tensor(path, self._headers[path], name)
+        return tensor if tensor is not None else self._handle(name).get_tensor(name)
 
     def __iter__(self) -> Iterator[tuple[str, torch.Tensor]]:
         for name in self.keys():
@@ -132,7 +143,7 @@ class StreamingWriter:
         expected = self.expected[self.position]
         if (name, tensor.dtype, tuple(tensor.shape)) != expected:
             raise ValueError(f"expected {expected}, got {(name, tensor.dtype, tuple(tensor.shape))}")
-        self.handle.write(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        self.handle.write(memoryview(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()))
         self.position += 1
 
     def close(self) -> Path:

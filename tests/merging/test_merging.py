@@ -265,3 +265,7 @@ def test_magnitude_trim_breaks_ties_as_mergekit():
         assert torch.equal(keep & nonzero, theirs)
         assert int(keep.sum()) == max(1, int(density * n))
         assert torch.equal(merge_deltas([delta], [1.0], [density], "ties"), magnitude(delta, density))
+    # no ties (float32 deltas, e.g. a LoRA's B·A): the selection path, still mergekit's set
+    for n, density in [(1, 0.5), (7, 0.5), (10_000, 0.3), (10_000, 0.999)]:
+        delta = torch.randn(n, generator=generator)
+        assert torch.equal(merge_deltas([delta], [1.0], [density], "ties"), magnitude(delta, density))

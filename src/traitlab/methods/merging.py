@@ -25,7 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from safetensors import safe_open
 
-from traitlab.checkpoints import CheckpointReader, PlannedShardedWriter, StreamingWriter
+from traitlab.checkpoints import CheckpointReader, PlannedShardedWriter, StreamingWriter, read_header, read_tensor
 from traitlab.errors import ArtifactError, ConfigError, validation_message
 from traitlab.interventions import artifact_header
 from traitlab.methods.merge_math import Method, Rescale, merge_deltas
@@ -299,14 +299,19 @@ class _DeltaSource:
             differences = "; ".join(made_for.mismatches(base_fingerprint))
             raise ArtifactError(f"{model} was taken on another base model ({differences}); use transfer to "
                                 "apply it to a model of the same architecture")
-        self.vector = safe_open(str(path), framework="pt").__enter__()
-        self.vector_keys = set(self.vector.keys())
+        self.vector_path = path
+        self.vector_header = read_header(path)  # tensors are read with plain reads: no mapped pages in RSS
+        self.vector_keys = set(self.vector_header) - {"__data_start__"}
 
     def delta(self, name: str, base_tensor: torch.Tensor) -> torch.Tensor:
         if self.tuned is not None:
             delta = self.tuned.get(name).float() - base_tensor.float()
         elif name in self.vector_keys:
-            delta = self.vector.get_tensor(name).float()
+            stored = read_tensor(self.vector_path, self.vector_header, name)
+            if stored is None:
+                with safe_open(str(self.vector_path), framework="pt") as handle:
+                    stored = handle.get_tensor(name)
+            delta = stored.float()
         else:
             return torch.zeros(base_tensor.shape)
         if delta.shape != base_tensor.shape:
