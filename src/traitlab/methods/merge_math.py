@@ -38,19 +38,21 @@ def magnitude_mask(delta: torch.Tensor, density: float) -> torch.Tensor:
 
     Entries of equal magnitude at the cut are chosen exactly as mergekit's ``sparsify.magnitude`` chooses them
     (the first k of ``argsort(|δ|, descending=True)``): finetuned deltas of bfloat16 weights hold many exact
-    ties, and ``topk`` breaks them differently, which made TIES differ from mergekit on real checkpoints. When no
-    tie straddles the cut (float32 deltas, e.g. of a LoRA), the kept set is {|δ| ≥ k-th largest}, found by a
-    selection instead of the full sort."""
+    ties, and ``topk`` breaks them differently, which made TIES differ from mergekit on real checkpoints. For
+    deltas with full float32 mantissas (e.g. a LoRA's B·A) where no tie straddles the cut, the kept set is
+    {|δ| ≥ k-th largest}, found by a selection instead of the full sort; bfloat16-valued deltas go straight to
+    the sort."""
     if density >= 1:
         return torch.ones_like(delta, dtype=torch.bool)
     flat = delta.abs().reshape(-1).float()
     keep = torch.zeros(flat.numel(), dtype=torch.bool)
     if density > 0 and flat.numel():
         k = max(1, int(density * flat.numel()))
-        cut = flat.kthvalue(flat.numel() - k + 1).values  # the k-th largest magnitude, in O(n)
-        above = flat >= cut
-        if int(above.sum()) == k:  # no tie straddles the cut: the same set as any sort's first k, without one
-            return above.reshape(delta.shape)
+        if bool((flat.view(torch.int32) & 0xFFFF).any()):  # full float32 mantissas: ties are rare
+            cut = flat.kthvalue(flat.numel() - k + 1).values  # the k-th largest magnitude, in O(n)
+            above = flat >= cut
+            if int(above.sum()) == k:  # no tie straddles the cut: any sort's first k are this set
+                return above.reshape(delta.shape)
         keep[torch.argsort(flat, descending=True)[:k]] = True
     return keep.reshape(delta.shape)
 
