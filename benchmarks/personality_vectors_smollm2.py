@@ -224,6 +224,9 @@ def stage_poles(ctx: Context) -> None:
         print(f"{pole}: r={record['r_alpha_mean_score']} scores "
               f"{[v['score'] for v in record['alphas'].values()]} coherence "
               f"{[v['coherence_ratio'] for v in record['alphas'].values()]} ({record['pole_s']}s)", flush=True)
+        highs_done = all(f"{t}_high" in ctx.results["poles"] for t in TRAITS)
+        if ctx.args.compose_early and highs_done and "compose" not in ctx.results:
+            stage_compose(ctx)  # as soon as the five high-pole vectors exist, before the remaining poles
 
 
 def stage_compose(ctx: Context) -> None:
@@ -273,6 +276,8 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=96)
     parser.add_argument("--lora-r", type=int, default=8)
     parser.add_argument("--redo", action="store_true", help="Evaluate poles already in the results again.")
+    parser.add_argument("--compose-early", action="store_true",
+                        help="Run the composition as soon as the five high poles are done (with --poles in any order).")
     parser.add_argument("--work", type=Path, default=Path("out/pv23"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/personality_vectors_smollm2.json"))
     args = parser.parse_args()
@@ -281,6 +286,8 @@ def main() -> None:
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
     ctx = Context(args)
     for stage in args.stages.split(","):
+        if stage == "compose" and "compose" in ctx.results and args.compose_early:
+            continue
         {"poles": stage_poles, "compose": stage_compose}[stage](ctx)
 
 
