@@ -261,6 +261,40 @@ def stage_compose(ctx: Context) -> None:
         ctx.save()
 
 
+SHORT = {"openness": "O", "conscientiousness": "C", "extraversion": "E", "agreeableness": "A", "neuroticism": "N"}
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The docs tables: per pole, then the composition."""
+    poles = results.get("poles", {})
+    lines = ["| pole | rows kept (mean judge) | finetune s (CPU s) | score at α = 0 / 0.5 / 1 / 1.5 / 2 | "
+             "r(α, score) | coherence × at α = 0.5 / 1 / 1.5 / 2 | α=1 shift (p) | short prompt: shift (p), coh × |",
+             "|---|---|---|---|---|---|---|---|"]
+    for pole in POLES:
+        if pole not in poles:
+            continue
+        r = poles[pole]
+        trait, side = pole.rsplit("_", 1)
+        alphas = r["alphas"]
+        scores = " / ".join(f"{v['score']:.1f}" for v in alphas.values())
+        coherence = " / ".join(f"{v['coherence_ratio']:.2f}" for k, v in alphas.items() if k != "0.0")
+        data, tune, shift, prompt = r["data"], r["finetune"], r["alpha1_vs_0"], r["prompt"]
+        name = SHORT[trait] + ("+" if side == "high" else "−")
+        lines.append(f"| {name} | {data['kept']}/{data['sampled']} ({data['kept_mean_score']}) | "
+                     f"{tune.get('finetune_s')} ({tune.get('finetune_cpu_s')}) | {scores} | "
+                     f"**{r['r_alpha_mean_score']:.2f}** | {coherence} | {shift['shift']:+.1f} ({shift['p']:.0e}) | "
+                     f"{prompt['shift']:+.1f} ({prompt['p']:.0e}), {prompt['coherence_ratio']:.2f} |")
+    compose = results.get("compose")
+    if compose:
+        lines += ["", "| composition | r O / C / E / A / N | mean r | coherence × at α = 0.5 / 1 |",
+                  "|---|---|---|---|"]
+        for label, c in compose.items():
+            rs = " / ".join(f"{c['r'][t]:.2f}" for t in TRAITS)
+            ratios = " / ".join(f"{x:.2f}" for x in c["coherence_ratio"][1:])
+            lines.append(f"| {label} | {rs} | **{c['mean_r']:.2f}** | {ratios} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="smollm2-135m-instruct")
@@ -281,6 +315,9 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("out/pv23"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/personality_vectors_smollm2.json"))
     args = parser.parse_args()
+    if args.stages == "report":
+        print(markdown(json.loads(args.out.read_text())))
+        return
     if 0.0 not in args.alphas:
         parser.error("--alphas must include 0 (the base model)")
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
