@@ -10,6 +10,9 @@ three personality-vector artifacts taken from them. The two tools' outputs are c
 |difference|; DARE's random drops differ between the tools, so it is compared in
 ``benchmarks/merging_numerics.py`` with shared masks instead).
 
+With ``--vectors A B C`` the three finetunes are instead base + φ of three real personality vectors (LoRA deltas:
+float32, no ties, only the adapted matrices change).
+
 Run: ``python -m benchmarks.merging_speed --model smollm2-135m-instruct [--workdir DIR] [--out FILE]``
 (needs ``mergekit`` from the dev extra; ~3 GB disk, ~5 min).
 """
@@ -42,8 +45,9 @@ def run_measured(command: list[str]) -> tuple[float, float]:
     return wall, usage.ru_maxrss / 1024
 
 
-def prepare(root: Path, model: str, copies: int = 3) -> None:
-    """``root/base``, ``root/tuned{i}`` (float32 folders) and ``root/phi{i}.safetensors``."""
+def prepare(root: Path, model: str, copies: int = 3, vectors: list[Path] | None = None) -> None:
+    """``root/base``, ``root/tuned{i}`` (float32 folders) and ``root/phi{i}.safetensors``; with ``vectors``
+    (personality-vector artifacts of ``model``), tuned{i} = base + φ_i instead of the random deltas."""
     from traitlab.methods.merging import vector_from_checkpoints
     from traitlab.model import load_model
 
@@ -59,8 +63,14 @@ def prepare(root: Path, model: str, copies: int = 3) -> None:
              if not name.startswith("lm_head") or not lm.model.config.tie_word_embeddings}
     for index in range(copies):
         generator = torch.Generator().manual_seed(index)
-        tuned = {name: tensor + (torch.randn(tensor.shape, generator=generator) * 1e-3).bfloat16().float()
-                 for name, tensor in state.items()}
+        if vectors:
+            from traitlab.methods.merging import load_vector
+
+            deltas = load_vector(vectors[index]).deltas
+            tuned = {name: tensor + deltas[name] if name in deltas else tensor for name, tensor in state.items()}
+        else:
+            tuned = {name: tensor + (torch.randn(tensor.shape, generator=generator) * 1e-3).bfloat16().float()
+                     for name, tensor in state.items()}
         lm.model.save_pretrained(root / f"tuned{index}", state_dict=tuned)
         vector_from_checkpoints(root / "base", root / f"tuned{index}", root / f"phi{index}.safetensors")
 
@@ -88,11 +98,13 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/merging_speed.json"))
     parser.add_argument("--methods", nargs="+", default=["task_arithmetic", "ties"])
+    parser.add_argument("--vectors", nargs=3, type=Path, default=None,
+                        help="three personality vectors of --model: the finetunes are base + φ (real deltas)")
     args = parser.parse_args()
     root = args.workdir or Path(tempfile.mkdtemp(prefix="traitlab-merge-bench-"))
     root.mkdir(parents=True, exist_ok=True)
     if not (root / "phi2.safetensors").is_file():
-        prepare(root, args.model)
+        prepare(root, args.model, vectors=args.vectors)
     traitlab = [sys.executable, "-m", "traitlab", "--quiet", "merge", "apply"]
     mergekit = shutil.which("mergekit-yaml") or str(Path(sys.executable).parent / "mergekit-yaml")
     folders = [str(root / f"tuned{i}") for i in range(3)]
