@@ -104,7 +104,15 @@ def main() -> None:
     root = args.workdir or Path(tempfile.mkdtemp(prefix="traitlab-merge-bench-"))
     root.mkdir(parents=True, exist_ok=True)
     if not (root / "phi2.safetensors").is_file():
-        prepare(root, args.model, vectors=args.vectors)
+        # in a child process: a forked child's peak RSS starts at its parent's, so the parent stays small
+        import multiprocessing
+
+        child = multiprocessing.get_context("spawn").Process(target=prepare, args=(root, args.model),
+                                                             kwargs={"vectors": args.vectors})
+        child.start()
+        child.join()
+        if child.exitcode != 0:
+            raise RuntimeError("preparing the inputs failed")
     traitlab = [sys.executable, "-m", "traitlab", "--quiet", "merge", "apply"]
     mergekit = shutil.which("mergekit-yaml") or str(Path(sys.executable).parent / "mergekit-yaml")
     folders = [str(root / f"tuned{i}") for i in range(3)]
