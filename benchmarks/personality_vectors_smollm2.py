@@ -229,6 +229,14 @@ def stage_poles(ctx: Context) -> None:
             stage_compose(ctx)  # as soon as the five high-pole vectors exist, before the remaining poles
 
 
+def stage_vectors(ctx: Context) -> None:
+    """Data and vector of each pole in ``--poles`` without evaluating it (so ``compose`` can run first)."""
+    for pole in ctx.args.poles:
+        rows, info = make_data(ctx, pole)
+        path, finetune = make_vector(ctx, pole, rows)
+        print(f"{pole}: data {info}, vector {finetune}", flush=True)
+
+
 def stage_compose(ctx: Context) -> None:
     from traitlab.methods.merging import load_vector, merge_vectors
 
@@ -325,7 +333,7 @@ def main() -> None:
     for stage in args.stages.split(","):
         if stage == "compose" and "compose" in ctx.results and args.compose_early:
             continue
-        {"poles": stage_poles, "compose": stage_compose}[stage](ctx)
+        {"poles": stage_poles, "vectors": stage_vectors, "compose": stage_compose}[stage](ctx)
 
 
 if __name__ == "__main__":
