@@ -233,7 +233,7 @@ def stage_vectors(ctx: Context) -> None:
     """Data and vector of each pole in ``--poles`` without evaluating it (so ``compose`` can run first)."""
     for pole in ctx.args.poles:
         rows, info = make_data(ctx, pole)
-        path, finetune = make_vector(ctx, pole, rows)
+        _, finetune = make_vector(ctx, pole, rows)
         print(f"{pole}: data {info}, vector {finetune}", flush=True)
 
 
