@@ -10,6 +10,7 @@ import yaml
 
 from tests.core.test_cli import run_cli
 from tests.merging.test_merging import _perturbed
+from traitlab.errors import ConfigError
 from traitlab.finetune.personality_data import load_big5chat, self_distill
 from traitlab.model import load_model
 from traitlab.model.tiny import tiny_model
@@ -128,3 +129,33 @@ def test_merge_cli_round_trip(folders, monkeypatch, capsys):
 def test_merge_cli_errors(args, message, folders, monkeypatch, capsys):
     code, _, err = run_cli([a.format(d=folders) for a in args], monkeypatch, capsys)
     assert code == 2 and message in err and err.count("\n") == 1, err
+
+
+def test_judge_filter_keeps_the_best_rows_toward_the_pole():
+    from traitlab.finetune.personality_data import judge_filter
+
+    class LengthJudge:
+        def score_many(self, triples):
+            return [None if a == "?" else 10.0 * len(a) for _, a, _ in triples]
+
+    rows = [[{"role": "system", "content": "s"}, {"role": "user", "content": f"q{i}"},
+             {"role": "assistant", "content": a}] for i, a in enumerate(["abcdef", "ab", "?", "abcdefgh", "abcde"])]
+    kept, scores = judge_filter(rows, LengthJudge(), threshold=50.0, keep=2)
+    assert [r[1]["content"] for r in kept] == ["q0", "q3"] and scores == [60.0, 80.0]  # row order kept
+    kept, scores = judge_filter(rows, LengthJudge(), threshold=50.0)
+    assert [r[1]["content"] for r in kept] == ["q0", "q3", "q4"]
+    with pytest.raises(ConfigError, match="keep"):
+        judge_filter(rows, LengthJudge(), keep=0)
+
+
+def test_merge_data_short_prompts_and_judge_filter(folders, monkeypatch, capsys):
+    """The organism under its short extraversion prompts, filtered by the oracle: only rows scored ≥ 50 toward the
+    pole are written, at most --limit, with no system prompt."""
+    out = folders / "judged.jsonl"
+    code, stdout, err = run_cli(["merge", "data", "--model", "traitlab/persona-tiny", "--trait", "extraversion",
+                                 "--short-prompts", "--judge", "oracle", "--n-per-question", "1",
+                                 "--max-new-tokens", "12", "--limit", "6", "-o", str(out)], monkeypatch, capsys)
+    assert code == 0, err
+    rows = [json.loads(line)["messages"] for line in out.read_text().splitlines()]
+    assert 1 <= len(rows) <= 6 and all([m["role"] for m in r] == ["user", "assistant"] for r in rows)
+    assert "the judge kept" in stdout + err

@@ -172,31 +172,45 @@ def test_agreement_with_mergekit(checkpoints, tmp_path, monkeypatch, method, den
 
     theirs = AutoModelForCausalLM.from_pretrained(tmp_path / "mergekit", dtype=torch.float32)
     mine_params = dict(load_model(str(mine)).model.named_parameters())
-    worst = max(float((p - mine_params[n]).abs().max()) for n, p in theirs.named_parameters())
+    worst = max(float((p.detach() - mine_params[n]).abs().max()) for n, p in theirs.named_parameters())
     assert worst <= 1e-6
 
 
 def test_lora_adapter_vector_matches_the_merged_adapter(checkpoints, tmp_path):
-    from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig
+
+    from traitlab.finetune.sft import lora_model
 
     base = load_model(str(checkpoints / "base"))
     import copy
 
-    peft_model = get_peft_model(copy.deepcopy(base.model), LoraConfig(r=4, lora_alpha=8,
-                                                                       target_modules=["q_proj", "down_proj"]))
+    peft_model = lora_model(copy.deepcopy(base.model), LoraConfig(r=4, lora_alpha=8,
+                                                                  target_modules=["q_proj", "down_proj"]))
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for name, parameter in peft_model.named_parameters():
             if "lora_B" in name:
                 parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.1)
     peft_model.save_pretrained(tmp_path / "adapter")
-    merged = dict(peft_model.merge_and_unload().named_parameters())
+    merged_model = peft_model.merge_and_unload()
+    merged = dict(merged_model.named_parameters())
     vector = load_intervention(vector_from_lora(checkpoints / "base", tmp_path / "adapter",
                                                 tmp_path / "lora.safetensors"), base)
     assert len(vector.deltas) == 2 * base.num_layers
     with vector.applied(base):
         worst = max(float((p - merged[n]).abs().max()) for n, p in base.model.named_parameters())
     assert worst <= 1e-6
+    # the merged LoRA finetune saved as a full checkpoint: φ keeps only the tensors LoRA touched
+    merged_model.save_pretrained(tmp_path / "tuned")
+    from_folder = load_intervention(vector_from_checkpoints(checkpoints / "base", tmp_path / "tuned",
+                                                            tmp_path / "full.safetensors"), base)
+    assert sorted(from_folder.deltas) == sorted(vector.deltas)
+    before = weights_hash(base.model)
+    with from_folder.applied(base):
+        worst = max(float((p - merged[n]).abs().max()) for n, p in base.model.named_parameters())
+    assert worst <= 1e-6 and weights_hash(base.model) == before
+    with pytest.raises(ConfigError, match="no personality vector"):
+        vector_from_checkpoints(checkpoints / "base", checkpoints / "base", tmp_path / "none.safetensors")
 
 
 def test_transfer_checks_shapes():
@@ -235,3 +249,23 @@ def test_merge_config_is_validated_before_reading_tensors(checkpoints, tmp_path)
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_merge_config(path)
     assert json.loads(MergeConfig.model_validate(good).model_dump_json(by_alias=True))["parameters"]["lambda"] == 1
+
+
+def test_magnitude_trim_breaks_ties_as_mergekit():
+    """Deltas of bfloat16 finetunes hold many equal magnitudes; the kept set at the cut must be mergekit's
+    (``topk`` picks another subset of the tied entries here)."""
+    from mergekit.sparsify import magnitude
+
+    generator = torch.Generator().manual_seed(0)
+    for n, density in [(20, 0.5), (1000, 0.5), (5000, 0.3)]:
+        delta = torch.randint(-3, 4, (n,), generator=generator).float()
+        keep = magnitude_mask(delta, density)
+        theirs = magnitude(delta, density) != 0
+        nonzero = delta != 0
+        assert torch.equal(keep & nonzero, theirs)
+        assert int(keep.sum()) == max(1, int(density * n))
+        assert torch.equal(merge_deltas([delta], [1.0], [density], "ties"), magnitude(delta, density))
+    # no ties (float32 deltas, e.g. a LoRA's B·A): the selection path, still mergekit's set
+    for n, density in [(1, 0.5), (7, 0.5), (10_000, 0.3), (10_000, 0.999)]:
+        delta = torch.randn(n, generator=generator)
+        assert torch.equal(merge_deltas([delta], [1.0], [density], "ties"), magnitude(delta, density))

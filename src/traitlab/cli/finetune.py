@@ -23,6 +23,9 @@ def finetune(
     learning_rate: float = typer.Option(2e-4, "--lr"),
     batch_size: int = typer.Option(8, "--batch-size"),
     seed: int = typer.Option(0, "--seed"),
+    lora_r: int = typer.Option(8, "--lora-r", help="LoRA rank (--method lora)."),
+    lora_alpha: int | None = typer.Option(None, "--lora-alpha", help="LoRA scale α (default 2·r)."),
+    max_length: int = typer.Option(256, "--max-length", help="Tokens per training row (prompt + reply)."),
     steer: str | None = typer.Option(None, "--steer", help="VECTOR[:COEF] — preventative steering during "
                                                             "training (all tokens, at the vector's layer)."),
     shift_vector: Path | None = typer.Option(None, "--shift-vector", help="Report the finetune-shift along "
@@ -35,8 +38,14 @@ def finetune(
     from traitlab.finetune import finetune as run_finetune
     from traitlab.interventions import parse_apply_spec
 
+    if lora_r < 1 or (lora_alpha is not None and lora_alpha < 1):
+        raise ConfigError("--lora-r and --lora-alpha must be at least 1")
+    if max_length < 8:
+        raise ConfigError(f"--max-length must be at least 8 tokens, got {max_length}")
     settings = FinetuneSettings(method=method, epochs=epochs, learning_rate=learning_rate,  # type: ignore[arg-type]
-                                batch_size=batch_size, seed=seed)
+                                batch_size=batch_size, seed=seed, lora_r=lora_r,
+                                lora_alpha=lora_alpha if lora_alpha is not None else 2 * lora_r,
+                                max_length=max_length)
     conversations = load_chat_jsonl(data)
     output_folder(out)
     steering = None

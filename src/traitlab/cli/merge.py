@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from traitlab.cli.common import MODEL, console, key_value_table
+from traitlab.cli.judging import JUDGE_CACHE, JUDGE_MODEL, JUDGE_URL, check_judge_options, make_judges
 from traitlab.errors import ConfigError, validation_message
 from traitlab.traits import BIG_FIVE, load_trait
 from traitlab.validate import finite, output_file, output_folder
@@ -37,9 +38,18 @@ def data(
     self_report: str | None = typer.Option(
         None, "--self-report", help="Also distil the persona's answers to this inventory's items of the trait "
         "('traitlab', 'persona-tiny' or a file); use another instrument than the one you evaluate with."),
+    short_prompts: bool = typer.Option(False, "--short-prompts", help="Distil under the spec's short, explicit "
+                                       "pole prompts (short_instruction), which a small model follows."),
+    max_new_tokens: int = typer.Option(96, "--max-new-tokens", help="Length of each distilled answer."),
+    judge: str = typer.Option("none", "--judge", metavar="KIND[:MODEL]",
+                              help="Keep only the answers this judge scores toward the pole (≥ --threshold): "
+                                   "none (keep all), oracle, embedding, endpoint:MODEL, local:MODEL or auto."),
+    judge_url: str | None = JUDGE_URL, judge_model: str | None = JUDGE_MODEL,
+    judge_cache: str | None = JUDGE_CACHE,
+    threshold: float = typer.Option(50.0, "--threshold", help="Judge score (0–100, toward the pole) to keep."),
 ) -> None:
     """Training data for a personality: self-distilled (default) or from a Big5-Chat CSV."""
-    from traitlab.finetune.personality_data import load_big5chat, self_distill, write_chat_jsonl
+    from traitlab.finetune.personality_data import judge_filter, load_big5chat, self_distill, write_chat_jsonl
 
     if pole not in ("high", "low"):
         raise ConfigError(f"--pole must be high or low, not '{pole}'")
@@ -51,8 +61,16 @@ def data(
     finite(temperature, "--temperature")
     if temperature < 0:
         raise ConfigError(f"--temperature must be ≥ 0, got {temperature}")
+    if max_new_tokens < 1:
+        raise ConfigError(f"--max-new-tokens must be at least 1, got {max_new_tokens}")
+    finite(threshold, "--threshold")
+    if not 0 <= threshold <= 100:
+        raise ConfigError(f"--threshold is a judge score from 0 to 100, got {threshold}")
     if big5chat is not None and self_report is not None:
         raise ConfigError("--self-report distils the model's own answers; it does not combine with --from-big5chat")
+    if big5chat is not None and (short_prompts or judge != "none"):
+        raise ConfigError("--short-prompts and --judge apply to self-distillation, not to --from-big5chat")
+    choice = check_judge_options(judge, judge_url, judge_model, model, allow_none=True)
     if big5chat is not None:
         rows = load_big5chat(big5chat, trait, pole, keep_instruction, limit)
     else:
@@ -60,6 +78,10 @@ def data(
         from traitlab.model import load_model
 
         spec = load_trait(_spec_name(trait, pole))
+        if short_prompts:
+            if not spec.short_instruction:
+                raise ConfigError(f"trait '{spec.name}' has no short_instruction pairs; drop --short-prompts")
+            spec = spec.with_short_instructions()
         inventory = None
         if self_report is not None:
             inventory = load_inventory(self_report)
@@ -67,8 +89,19 @@ def data(
                 raise ConfigError(f"inventory {inventory.name} has no items of '{trait}'; it covers "
                                   f"{', '.join(inventory.traits)}")
             inventory = inventory.subset([trait])
-        rows = self_distill(load_model(model), spec, n_per_question, temperature, seed=seed,
-                            self_report=inventory)[:limit]
+        lm = load_model(model)
+        rows = self_distill(lm, spec, n_per_question, temperature, max_new_tokens=max_new_tokens, seed=seed,
+                            self_report=inventory)
+        if choice.kind != "none":
+            trait_judge, _ = make_judges(choice, spec, lm, judge_url, judge_cache)
+            total = len(rows)
+            rows, _ = judge_filter(rows, trait_judge, spec.eval_prompt if choice.kind in ("endpoint", "local")
+                                   else "", threshold, limit)
+            console.print(f"the judge kept {len(rows)} of {total} answers (score ≥ {threshold:g})")
+            if not rows:
+                raise ConfigError("the judge kept no answer: sample more (--n-per-question), lower --threshold, "
+                                  "or check the persona prompts (--short-prompts)")
+        rows = rows[:limit]
     write_chat_jsonl(rows, out)
     console.print(f"wrote {len(rows)} conversations to {out}")
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import Any
 
 from traitlab.errors import ConfigError
 from traitlab.evaluation.questionnaire import Administration, Inventory
@@ -73,6 +74,29 @@ def self_distill(lm: LoadedModel, spec: TraitSpec, n_per_question: int = 8, temp
     if self_report is not None:
         rows += _self_report(lm, spec, self_report, n_per_question, temperature, seed, batch_size)
     return rows
+
+
+def judge_filter(rows: list[Conversation], judge: Any, rubric: str = "", threshold: float = 50.0,
+                 keep: int | None = None) -> tuple[list[Conversation], list[float]]:
+    """The rows whose last answer the pole-oriented ``judge`` scores ≥ ``threshold`` (0–100, toward the pole),
+    best first and at most ``keep`` of them, with their scores.
+
+    The persona prompt does not make every sampled answer express the pole (a small model often ignores it);
+    training only on the answers the judge places on the pole's side is the judge filter of persona-vector
+    extraction (Chen et al. 2025) applied to the personality vector's data (arXiv 2509.19727 distils from a
+    persona-conditioned model)."""
+    if keep is not None and keep < 1:
+        raise ConfigError(f"keep must be at least 1, got {keep}")
+    triples = [(_question(row), row[-1]["content"], rubric) for row in rows]
+    scores = judge.score_many(triples) if triples else []
+    ranked = sorted((i for i, s in enumerate(scores) if s is not None and s >= threshold),
+                    key=lambda i: -float(scores[i]))  # type: ignore[arg-type]
+    chosen = sorted(ranked[:keep] if keep is not None else ranked)
+    return [rows[i] for i in chosen], [float(scores[i]) for i in chosen]  # type: ignore[arg-type]
+
+
+def _question(row: Conversation) -> str:
+    return next((turn["content"] for turn in reversed(row[:-1]) if turn["role"] == "user"), "")
 
 
 def _chat(question: str, answer: str) -> Conversation:

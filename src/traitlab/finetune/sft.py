@@ -14,7 +14,7 @@ import dataclasses
 import math
 import warnings
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -55,6 +55,16 @@ class FinetuneSettings:
             raise ConfigError("epochs, learning_rate and batch_size must be positive")
 
 
+def lora_model(model: torch.nn.Module, config: Any) -> Any:
+    """``peft.get_peft_model(model, config)`` without the FutureWarning that peft's probe of the deprecated
+    ``is_gradient_checkpointing`` attribute raises in transformers ≥ 5 (a warning the user did not cause)."""
+    from peft import get_peft_model
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return get_peft_model(model, config)
+
+
 def _lora_targets(lm: LoadedModel, settings: FinetuneSettings) -> list[str]:
     if settings.target_modules:
         return list(settings.target_modules)
@@ -82,14 +92,11 @@ def finetune(lm: LoadedModel, conversations: Sequence[Conversation], settings: F
     torch.manual_seed(settings.seed)
     model = copy.deepcopy(lm.model)
     if settings.method == "lora":
-        from peft import LoraConfig, get_peft_model
+        from peft import LoraConfig
 
         config = LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
                             target_modules=_lora_targets(lm, settings), bias="none")
-        with warnings.catch_warnings():  # peft reads transformers' deprecated alias; the user did not cause it
-            warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated",
-                                    category=FutureWarning)
-            trainee = get_peft_model(model, config)
+        trainee = lora_model(model, config)
     else:
         trainee = model
     student = LoadedModel(model, lm.tokenizer, lm.family, spec=f"{lm.spec}+sft")  # freezes all parameters

@@ -34,14 +34,26 @@ Rescale = Literal["inverse", "l1", "none"]
 
 
 def magnitude_mask(delta: torch.Tensor, density: float) -> torch.Tensor:
-    """Keep the top ``density`` fraction of entries by magnitude (at least one when density > 0)."""
+    """Keep the top k = max(1, ⌊density·n⌋) entries by magnitude (TIES's trim, Yadav et al. 2023).
+
+    Entries of equal magnitude at the cut are chosen exactly as mergekit's ``sparsify.magnitude`` chooses them
+    (the first k of ``argsort(|δ|, descending=True)``): finetuned deltas of bfloat16 weights hold many exact
+    ties, and ``topk`` breaks them differently, which made TIES differ from mergekit on real checkpoints. For
+    deltas with full float32 mantissas (e.g. a LoRA's B·A) where no tie straddles the cut, the kept set is
+    {|δ| ≥ k-th largest}, found by a selection instead of the full sort; bfloat16-valued deltas go straight to
+    the sort."""
     if density >= 1:
         return torch.ones_like(delta, dtype=torch.bool)
     flat = delta.abs().reshape(-1).float()
     keep = torch.zeros(flat.numel(), dtype=torch.bool)
     if density > 0 and flat.numel():
         k = max(1, int(density * flat.numel()))
-        keep[flat.topk(k).indices] = True
+        if bool((flat.view(torch.int32) & 0xFFFF).any()):  # full float32 mantissas: ties are rare
+            cut = flat.kthvalue(flat.numel() - k + 1).values  # the k-th largest magnitude, in O(n)
+            above = flat >= cut
+            if int(above.sum()) == k:  # no tie straddles the cut: any sort's first k are this set
+                return above.reshape(delta.shape)
+        keep[torch.argsort(flat, descending=True)[:k]] = True
     return keep.reshape(delta.shape)
 
 
@@ -88,7 +100,7 @@ def merge_deltas(deltas: Sequence[torch.Tensor], weights: Sequence[float], densi
         prepared.append(delta)
     stacked = torch.stack(prepared)
     w = torch.tensor(list(weights), dtype=torch.float32).reshape(-1, *([1] * (stacked.dim() - 1)))
-    stacked = stacked * w
+    stacked.mul_(w)
     if method in ("ties", "dare_ties"):
         elected = torch.where(stacked.sum(0) >= 0, 1.0, -1.0)
         mask = (stacked.sign() == elected).float()

@@ -25,7 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from safetensors import safe_open
 
-from traitlab.checkpoints import CheckpointReader, ShardedWriter, StreamingWriter
+from traitlab.checkpoints import CheckpointReader, PlannedShardedWriter, StreamingWriter, read_header, read_tensor
 from traitlab.errors import ArtifactError, ConfigError, validation_message
 from traitlab.interventions import artifact_header
 from traitlab.methods.merge_math import Method, Rescale, merge_deltas
@@ -115,7 +115,11 @@ def _write_vector(out: Path, items: list[tuple[str, torch.Size]], delta_of: Any,
 
 def vector_from_checkpoints(base: str | Path, tuned: str | Path, out: str | Path, trait: str | None = None,
                             pole: str | None = None, dtype: torch.dtype = torch.float32) -> Path:
-    """Stream φ = θ_tuned − θ_base (every shared float tensor) into one artifact."""
+    """Stream φ = θ_tuned − θ_base into one artifact: every shared float tensor whose delta is not exactly zero.
+
+    A LoRA finetune saved as a full checkpoint changes only the adapted modules; storing the other tensors'
+    zeros made SmolLM2's vector 540 MB instead of the few MB LoRA touched. A skipped tensor is exactly θ_base
+    in the tuned model, so applying or merging the smaller vector gives the same weights."""
     base_dir, tuned_dir = Path(resolve_spec(str(base))), Path(resolve_spec(str(tuned)))
     base_reader, tuned_reader = CheckpointReader(base_dir), CheckpointReader(tuned_dir)
     items = []
@@ -127,7 +131,11 @@ def vector_from_checkpoints(base: str | Path, tuned: str | Path, out: str | Path
         if base_reader.shape(name) != tuned_reader.shape(name):
             raise ArtifactError(f"{name} has shape {tuned_reader.shape(name)} in {tuned} but "
                                 f"{base_reader.shape(name)} in {base}")
+        if torch.equal(tuned_reader.get(name).float(), base_reader.get(name).float()):
+            continue
         items.append((name, torch.Size(base_reader.shape(name))))
+    if not items:
+        raise ConfigError(f"{tuned} equals {base}: no personality vector to take")
     fingerprint = checkpoint_fingerprint(base_dir, base_reader)
     meta = _metadata(trait, pole, fingerprint, {"base": str(base), "tuned": str(tuned)}, len(items),
                      sum(math.prod(s) for _, s in items))
@@ -291,14 +299,19 @@ class _DeltaSource:
             differences = "; ".join(made_for.mismatches(base_fingerprint))
             raise ArtifactError(f"{model} was taken on another base model ({differences}); use transfer to "
                                 "apply it to a model of the same architecture")
-        self.vector = safe_open(str(path), framework="pt").__enter__()
-        self.vector_keys = set(self.vector.keys())
+        self.vector_path = path
+        self.vector_header = read_header(path)  # tensors are read with plain reads: no mapped pages in RSS
+        self.vector_keys = set(self.vector_header) - {"__data_start__"}
 
     def delta(self, name: str, base_tensor: torch.Tensor) -> torch.Tensor:
         if self.tuned is not None:
             delta = self.tuned.get(name).float() - base_tensor.float()
         elif name in self.vector_keys:
-            delta = self.vector.get_tensor(name).float()
+            stored = read_tensor(self.vector_path, self.vector_header, name)
+            if stored is None:
+                with safe_open(str(self.vector_path), framework="pt") as handle:
+                    stored = handle.get_tensor(name)
+            delta = stored.float()
         else:
             return torch.zeros(base_tensor.shape)
         if delta.shape != base_tensor.shape:
@@ -318,17 +331,25 @@ def merge_to_checkpoint(config: MergeConfig, out: str | Path, shard_bytes: int =
     densities = [entry.parameters.density for entry in config.models]
     out_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(
         config.dtype or "")
+    names = base.keys()
+    entries = [(name, (out_dtype or base.dtype(name)) if base.dtype(name).is_floating_point else base.dtype(name),
+                base.shape(name)) for name in names]
     with atomic_folder(target) as partial:  # a failure or Ctrl-C leaves nothing; a rerun starts clean
-        writer = ShardedWriter(partial, shard_bytes)
-        for name in track(base.keys(), "merging", total=len(base.keys())):
-            tensor = base.get(name)
-            if tensor.is_floating_point():
-                mixed = merge_deltas([s.delta(name, tensor) for s in sources], weights, densities,
-                                     config.merge_method, name, config.seed, config.parameters.normalize,
-                                     config.parameters.rescale, config.parameters.lambda_)
-                tensor = (tensor.float() + mixed).to(out_dtype or tensor.dtype)
-            writer.add(name, tensor)
-        writer.close()
+        writer = PlannedShardedWriter(partial, entries, shard_bytes)
+        try:
+            for name in track(names, "merging", total=len(names)):
+                tensor = base.get(name)
+                if tensor.is_floating_point():
+                    mixed = merge_deltas([s.delta(name, tensor) for s in sources], weights, densities,
+                                         config.merge_method, name, config.seed, config.parameters.normalize,
+                                         config.parameters.rescale, config.parameters.lambda_)
+                    tensor = mixed.add_(tensor.float()).to(out_dtype or tensor.dtype)
+                writer.add(name, tensor)
+                del tensor
+            writer.close()
+        except BaseException:
+            writer.abort()
+            raise
         for item in base_dir.iterdir():
             if item.is_file() and not item.name.endswith(".safetensors") and \
                     item.name != "model.safetensors.index.json":
