@@ -16,13 +16,14 @@ Stages (each needs the earlier ones' caches; ``--stages`` takes a comma-separate
   restore of every parameter after Wanda and contrastive masks, ``export_checkpoint`` → reload → greedy replies
   identical to the in-place masked model (8 questions × 48 tokens), mask swap in a ``SubnetworkSet`` vs reloading
   the exported checkpoint (median of 5 interleaved).
-- ``screen``: per pole, Wanda masks at sparsity {0.1, 0.3, 0.5} × modules {all, mlp, attention} and the
-  contrastive mask (vs the opposite pole) at 0.3 (all modules), from 32 answers, on ``--screen-n`` screening
+- ``screen``: per pole, Wanda masks at sparsity 0.1 (all modules) and {0.3, 0.5} × modules {all, mlp, attention}
+  (0.1 on mlp or attention alone dropped to fit the CPU budget) and the contrastive mask (vs the opposite pole)
+  at 0.3 (all modules), from 32 answers, on ``--screen-n`` screening
   questions (8; evaluation questions disjoint from the held-out 40), greedy, 48 tokens: judged trait score,
   neutral perplexity (24 held-out neutral replies of the organism corpus), and coherence (Gemma-3-270m reference
   judge), judged for the cells in decreasing order of their shift until one passes the guard (the choice is the
   same as judging every cell; the others show '–'). Chosen cell per pole: the largest judged shift toward the pole
-  among cells with coherence ≥ 0.9 × unmasked (the mildest cell, Wanda 0.1 attention, when none passes).
+  among cells with coherence ≥ 0.9 × unmasked (the mildest cell, Wanda 0.1 all, when none passes).
   Contrastive at 0.3 is also measured with the old tie-break (signed ``|W|·z``) for neutral perplexity only, to
   document the fix.
 - ``heldout``: the chosen cell per pole on the 40 held-out questions (the union of the ten specs'
@@ -69,12 +70,14 @@ SPARSITIES = (0.1, 0.3, 0.5)
 MODULES = ("all", "mlp", "attention")
 CONTRASTIVE = (0.1, 0.3)  # the pairs' sparsities; the screen has 0.3 (0.1 is generated only where 0.3 fails)
 NEUTRAL_N = 24  # held-out neutral replies of the organism corpus for the neutral perplexity
-MILDEST = "wanda:0.1:attention"
+MILDEST = "wanda:0.1:all"
 N_COHERENCE = 16  # held-out questions per condition whose replies get the (costly) Gemma coherence
 
 
 def cells() -> list[str]:
-    return ([f"wanda:{s:g}:{m}" for s in SPARSITIES for m in MODULES]
+    """The screen: Wanda at 0.1 (all modules), 0.3 and 0.5 × {all, mlp, attention}, contrastive at 0.3 (all).
+    Wanda 0.1 on mlp or attention alone was dropped to fit the CPU budget (0.1 on all modules barely moves)."""
+    return (["wanda:0.1:all"] + [f"wanda:{s:g}:{m}" for s in SPARSITIES[1:] for m in MODULES]
             + ["contrastive:0.3:all"])
 
 
@@ -409,10 +412,13 @@ def stage_screen(ctx: dict[str, Any]) -> dict[str, Any]:
         table, replies_of = [], {}
         for cell in cells():
             t0 = time.perf_counter()
-            need = f"{name}|{cell}|new" not in ctx["ppl"].data or not cached(ctx, name, cell, questions)
-            mask = build_mask(ctx, name, cell) if need else None
-            ppl = masked_ppl(ctx, name, cell, mask)
-            replies_of[cell] = masked_replies(ctx, name, cell, questions, mask)
+            if f"{name}|{cell}|new" not in ctx["ppl"].data or not cached(ctx, name, cell, questions):
+                with build_mask(ctx, name, cell).applied(ctx["lm"]):  # one application for both measurements
+                    ctx["ppl"].data[f"{name}|{cell}|new"] = neutral_perplexity(ctx["lm"], n=NEUTRAL_N)
+                    bench.generate(f"subnet:{name}:{cell}", questions)
+                ctx["ppl"].save()
+            ppl = masked_ppl(ctx, name, cell, None)
+            replies_of[cell] = masked_replies(ctx, name, cell, questions, None)
             row = {"cell": cell, **shift_stats(judged(ctx, name, questions, replies_of[cell]), base, sign),
                    "coherence_ratio": None, "ppl": round(ppl, 2)}
             if cell == "contrastive:0.3:all":
