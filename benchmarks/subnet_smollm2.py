@@ -28,11 +28,13 @@ Stages (each needs the earlier ones' caches; ``--stages`` takes a comma-separate
   document the fix.
 - ``heldout``: the chosen cell per pole on the 40 held-out questions (the union of the ten specs'
   ``eval_questions``, deduplicated, shuffled with seed 0) vs unmasked, the simple prompt and the P² portrait
-  (``benchmarks.npti_smollm2``'s). Paired t-test over questions; coherence on the first 16 questions of each
-  condition (as ``benchmarks.persona_vectors_smollm2``); **moves** = shift > 0, p < 0.01, coherence ≥ 0.9× and,
+  (``benchmarks.npti_smollm2``'s). Paired t-test over questions; coherence on the first 16 questions for the
+  unmasked and masked replies (as ``benchmarks.persona_vectors_smollm2``), the first 8 for the two prompts
+  (descriptive: the guard applies to the masks), each against the unmasked replies to the same questions;
+  **moves** = shift > 0, p < 0.01, coherence ≥ 0.9× and,
   where the simple prompt's shift is significant, ≥ half of it.
-- ``pairs``: per trait, contrastive masks (high vs low, the two directions from the same statistics) at the
-  largest sparsity in {0.1, 0.3} whose coherence on the screening questions is ≥ 0.9× for both poles (else 0.1),
+- ``pairs``: per trait, contrastive masks (high vs low, the two directions from the same statistics) at 0.3 when
+  both poles' 0.3 masks keep coherence ≥ 0.9× on the screening questions, else at 0.1,
   on the 40 held-out questions (coherence on the first 16 of them, as in ``heldout``): separation = judged score
   under the high mask − under the low mask (paired over questions); the unmasked model's separation is 0 by
   construction; the simple prompts' separation for comparison.
@@ -72,6 +74,7 @@ CONTRASTIVE = (0.1, 0.3)  # the pairs' sparsities; the screen has 0.3 (0.1 is ge
 NEUTRAL_N = 24  # held-out neutral replies of the organism corpus for the neutral perplexity
 MILDEST = "wanda:0.1:all"
 N_COHERENCE = 16  # held-out questions per condition whose replies get the (costly) Gemma coherence
+N_PROMPT_COHERENCE = 8  # ... for the two prompt conditions (descriptive only: the guard is on the masks)
 
 
 def cells() -> list[str]:
@@ -460,11 +463,6 @@ def stage_heldout(ctx: dict[str, Any]) -> dict[str, Any]:
     screen = ctx["results"]["screen"]["poles"]
     base_replies = bench.generate("none", questions)[0.0]
     base_coh = coherences(ctx, cq, base_replies[:N_COHERENCE])
-    # every prompted row in batches of --batch-size (the masked rows need their own model state)
-    for name in ctx["poles"]:
-        trait, pole = name.rsplit("_", 1)
-        for system in prompt_conditions(trait, pole).values():
-            bench.generate(f"system:{system}", questions, system=system)
     out: dict[str, Any] = {"questions": len(questions), "coherence_questions": len(cq),
                            "base_coherence": round(float(np.nanmean(base_coh)), 2), "poles": {}}
     for name in ctx["poles"]:
@@ -478,9 +476,11 @@ def stage_heldout(ctx: dict[str, Any]) -> dict[str, Any]:
         conditions["subnetwork"] = masked_replies(ctx, name, cell, questions, None)
         row: dict[str, Any] = {"cell": cell, "guard_met_in_screen": screen[name]["guard_met"]}
         for label, replies in conditions.items():
-            c = coherences(ctx, cq, replies[:N_COHERENCE])
+            n_coh = N_PROMPT_COHERENCE if label.endswith("prompt") else N_COHERENCE
+            c = coherences(ctx, cq[:n_coh], replies[:n_coh])
             row[label] = {**shift_stats(judged(ctx, name, questions, replies), base, sign),
-                          "coherence_ratio": round(float(np.nanmean(c) / np.nanmean(base_coh)), 3)}
+                          "coherence_ratio": round(float(np.nanmean(c) / np.nanmean(base_coh[:n_coh])), 3),
+                          "coherence_n": n_coh}
         prompt_shift = row["simple prompt"]["shift"]
         row["subnetwork"]["fraction_of_prompt_shift"] = round(row["subnetwork"]["shift"] / prompt_shift, 2) \
             if prompt_shift else None
@@ -492,6 +492,7 @@ def stage_heldout(ctx: dict[str, Any]) -> dict[str, Any]:
         print(f"{name:26s} {cell:22s} subnet {sub['shift']:+6.1f} (p={sub['p']:.2g}) coh×{sub['coherence_ratio']:.2f}"
               f" | simple {prompt_shift:+6.1f} (p={row['simple prompt']['p']:.2g})"
               f" | P² {row['P2 prompt']['shift']:+6.1f} | moves {row['moves']}", flush=True)
+        ctx["save"]("heldout", out)  # pole by pole: a run stopped part-way keeps the poles done
     out["moves"] = sum(r["moves"] for r in out["poles"].values())
     return out
 
@@ -500,17 +501,14 @@ def stage_heldout(ctx: dict[str, Any]) -> dict[str, Any]:
 
 
 def pair_sparsity(ctx: dict[str, Any], trait: str) -> float:
-    """The largest contrastive sparsity whose screen coherence is ≥ 0.9× for both poles (judging it if needed)."""
+    """0.3 when both poles' contrastive 0.3 masks keep coherence ≥ 0.9× on the screening questions, else 0.1
+    (not screened itself: its coherence is measured on the held-out questions like every other condition)."""
     questions = screening_questions(ctx["screen_n"])
     base_coh = coherences(ctx, questions, ctx["bench"].generate("none", questions)[0.0])
-    for sparsity in sorted(CONTRASTIVE, reverse=True):
-        cell = f"contrastive:{sparsity:g}:all"
-        ratios = [float(np.nanmean(coherences(ctx, questions, masked_replies(ctx, f"{trait}_{p}", cell, questions,
-                                                                            None))) / np.nanmean(base_coh))
-                  for p in ("high", "low")]
-        if min(ratios) >= 0.9:
-            return sparsity
-    return min(CONTRASTIVE)
+    cell = "contrastive:0.3:all"
+    ratios = [float(np.nanmean(coherences(ctx, questions, masked_replies(ctx, f"{trait}_{p}", cell, questions, None)))
+                    / np.nanmean(base_coh)) for p in ("high", "low")]
+    return 0.3 if min(ratios) >= 0.9 else 0.1
 
 
 def stage_pairs(ctx: dict[str, Any]) -> dict[str, Any]:
@@ -550,6 +548,7 @@ def stage_pairs(ctx: dict[str, Any]) -> dict[str, Any]:
                   "separates": bool(masked["separation"] > 0 and masked["p"] < 0.01 and min(ratio.values()) >= 0.9),
                   "prompt_separates": bool(prompted["separation"] > 0 and prompted["p"] < 0.01)}
         out["traits"][trait] = record
+        ctx["save"]("pairs", out)
         print(f"{trait:18s} {cell}: mask separation {masked['separation']:+.1f} (p={masked['p']:.2g}) coh× "
               f"{ratio['high']:.2f}/{ratio['low']:.2f} | prompts {prompted['separation']:+.1f} (p={prompted['p']:.2g})",
               flush=True)
@@ -614,7 +613,7 @@ def markdown(results: dict[str, Any]) -> str:
                          f"×{s['coherence_ratio']} | {p2['shift']:+} ({p2['p']:.2g}) ×{p2['coherence_ratio']} | "
                          f"{n['shift']:+} ± {n['ci95']} ({n['p']:.2g}) | {n['coherence_ratio']} | "
                          f"{n['fraction_of_prompt_shift']} | {'yes' if r['moves'] else 'no'} |")
-        lines += ["", f"Poles moved: {held['moves']} of {len(held['poles'])}", ""]
+        lines += ["", f"Poles moved: {sum(r['moves'] for r in held['poles'].values())} of {len(held['poles'])}", ""]
     pairs = results.get("pairs")
     if pairs:
         lines += ["| trait | cell | high-mask − low-mask separation ± CI (p) | coh× high / low | simple prompts' "
@@ -624,8 +623,8 @@ def markdown(results: dict[str, Any]) -> str:
             lines.append(f"| {trait} | {r['cell']} | {m['separation']:+} ± {m['ci95']} ({m['p']:.2g}) | "
                          f"{r['coherence_ratio']['high']} / {r['coherence_ratio']['low']} | {p['separation']:+} "
                          f"({p['p']:.2g}) | {'yes' if r['separates'] else 'no'} |")
-        lines += ["", f"Pairs separated by the masks: {pairs['separating']} of {len(pairs['traits'])} (prompts: "
-                  f"{pairs['prompt_separating']})"]
+        lines += ["", f"Pairs separated by the masks: {sum(r['separates'] for r in pairs['traits'].values())} of "
+                  f"{len(pairs['traits'])} (prompts: {sum(r['prompt_separates'] for r in pairs['traits'].values())})"]
     return "\n".join(lines)
 
 
@@ -673,6 +672,15 @@ def main() -> None:
                            "bench": Bench(lm, args.work, args.max_new_tokens, args.batch_size),
                            "ppl": Store(args.work / "ppl.json"), "coherence": Store(args.work / "coherence.json")}
     results.update(model=lm.spec, max_new_tokens=args.max_new_tokens)
+
+    def save_partial(stage: str, part: dict[str, Any]) -> None:
+        previous = dict(results.get(stage, {}))
+        for key_ in ("poles", "traits"):
+            if key_ in part:
+                part = {**part, key_: {**previous.get(key_, {}), **part[key_]}}
+        save_results({**results, stage: {**previous, **part}}, args.out)
+
+    ctx["save"] = save_partial
     for stage in stages:
         t0 = time.perf_counter()
         print(f"== {stage}", flush=True)
