@@ -598,9 +598,18 @@ def markdown(results: dict[str, Any]) -> str:
                 for c in cells()) + f" | {rec['chosen']}{'' if rec['guard_met'] else ' (no cell passes)'} |")
         old = {n: next(r for r in rec["table"] if r["cell"] == "contrastive:0.3:all")
                for n, rec in screen["poles"].items()}
-        lines += ["", "| pole | contrastive 0.3: neutral ppl, old tie-break (signed |W|·z) | new tie-break (|W| among "
-                  "zero scores) |", "|---|---|---|"]
+        lines += ["", "| pole | contrastive 0.3: neutral ppl, old tie-break (signed abs(W)·z) | new tie-break (abs(W) "
+                  "among zero scores) |", "|---|---|---|"]
         lines += [f"| {n} | {r.get('ppl_old_tiebreak', float('nan')):.4g} | {r['ppl']:.4g} |" for n, r in old.items()]
+        lines += ["", "Pairs on the screening questions, contrastive 0.3 (high mask − low mask = the high pole's "
+                  "shift + the low pole's shift, both toward their own pole; coherence × where judged)", "",
+                  "| trait | high-mask shift | low-mask shift | separation | coherence × high / low |",
+                  "|---|---|---|---|---|"]
+        for trait in TRAITS:
+            if f"{trait}_high" in old and f"{trait}_low" in old:
+                h, lo = old[f"{trait}_high"], old[f"{trait}_low"]
+                lines.append(f"| {trait} | {h['shift']:+.1f} | {lo['shift']:+.1f} | {h['shift'] + lo['shift']:+.1f} | "
+                             f"{_ratio(h)} / {_ratio(lo)} |")
         lines.append("")
     held = results.get("heldout")
     if held:
