@@ -613,12 +613,12 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append("")
     held = results.get("heldout")
     if held:
-        lines += ["| pole | cell | unmasked | simple prompt: shift (p) coh× | P²: shift (p) coh× | "
+        lines += ["| pole | cell | unmasked score | simple prompt: shift (p) coh× | P²: shift (p) coh× | "
                   "subnetwork: shift ± CI (p) | coh× | subnet / prompt | moves |",
                   "|---|---|---|---|---|---|---|---|---|"]
         for name, r in held["poles"].items():
             u, s, p2, n = r["unmasked"], r["simple prompt"], r["P2 prompt"], r["subnetwork"]
-            lines.append(f"| {name} | {r['cell']} | {u['mean']} ± {u['ci95']} | {s['shift']:+} ({s['p']:.2g}) "
+            lines.append(f"| {name} | {r['cell']} | {u['mean']} (SD {u['sd']}) | {s['shift']:+} ({s['p']:.2g}) "
                          f"×{s['coherence_ratio']} | {p2['shift']:+} ({p2['p']:.2g}) ×{p2['coherence_ratio']} | "
                          f"{n['shift']:+} ± {n['ci95']} ({n['p']:.2g}) | {n['coherence_ratio']} | "
                          f"{n['fraction_of_prompt_shift']} | {'yes' if r['moves'] else 'no'} |")
