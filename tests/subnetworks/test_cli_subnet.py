@@ -39,10 +39,21 @@ def test_find_show_compare_and_export(model_dir, spec_file, tmp_path, monkeypatc
     code, out, err = run_cli(["subnet", "show", str(high), "--plot", str(tmp_path / "sparsity.png")],
                              monkeypatch, capsys)
     assert code == 0 and (tmp_path / "sparsity.png").is_file()
-    code, out, err = run_cli(["subnet", "export", str(high), "--model", str(model_dir), "--out",
-                              str(tmp_path / "exported")], monkeypatch, capsys)
+    # as in a fresh process, where transformers is imported after the CLI quiets the libraries: bars enabled
+    from transformers.utils import logging as hf_logging
+
+    monkeypatch.setattr("traitlab.cli._quiet_libraries", lambda: None)
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.enable_progress_bar()
+    try:
+        code, out, err = run_cli(["subnet", "export", str(high), "--model", str(model_dir), "--out",
+                                  str(tmp_path / "exported")], monkeypatch, capsys)
+    finally:
+        if not bars:
+            hf_logging.disable_progress_bar()
     assert code == 0, err
     assert (tmp_path / "exported" / "config.json").is_file()
+    assert "Writing model shards" not in err and "%|" not in err  # no transformers progress bar off a terminal
 
 
 def test_find_from_texts_without_system(model_dir, tmp_path, monkeypatch, capsys):

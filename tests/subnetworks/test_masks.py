@@ -99,18 +99,21 @@ def test_contrastive_z_on_a_hand_made_case():
     assert z.dtype == torch.float64
     assert z.tolist() == pytest.approx(expected, abs=1e-12)
     # |W|·ReLU(z): channel 0 is the only one the seek persona drives more; with 50% sparsity each row keeps 2:
-    # channel 0 and channel 2 (z = 0: the least negative), removing 1 and 3, which the rejected persona drives.
-    weight = torch.tensor([[1.0, 2.0, 3.0, 4.0], [0.5, 0.1, 0.1, 0.1]])
+    # channel 0 and, among the zero scores (channels 1-3), the largest weight (the smallest ones go first).
+    weight = torch.tensor([[1.0, 2.0, 3.0, 4.0], [0.5, 0.3, 0.1, 0.2]])
     mask = keep_mask(contrastive_scores(weight, z), 0.5)
-    assert mask.tolist() == [[True, False, True, False], [True, False, True, False]]
+    assert mask.tolist() == [[True, False, False, True], [True, True, False, False]]
     relu = weight.abs() * z.float().clamp(min=0)
     for row in range(2):  # the kept set is a valid top-k of the ReLU score
         kept_min = relu[row][mask[row]].min()
         removed_max = relu[row][~mask[row]].max()
         assert kept_min >= removed_max
-    # the removal order among zero ReLU scores: the strongest rejected-persona carrier goes first
-    mask75 = keep_mask(contrastive_scores(weight, z), 0.75)
+    # every positive score outranks every zero score, however small: at 75% only channel 0 stays
+    mask75 = keep_mask(contrastive_scores(weight * torch.tensor([1e-6, 1.0, 1.0, 1.0]), z), 0.75)
     assert mask75.tolist() == [[True, False, False, False], [True, False, False, False]]
+    # a weight of exactly 0 ranks below every other zero score (and stays finite for topk)
+    zeros = contrastive_scores(torch.tensor([[0.0, 1e-8, 2.0]]), torch.tensor([-1.0, -1.0, -1.0]))
+    assert bool(torch.isfinite(zeros).all()) and zeros.argsort().tolist() == [[0, 1, 2]]
 
 
 def test_contrastive_masks_direction_and_disjointness():

@@ -9,10 +9,12 @@ Stored masks are in the parameter's own layout, so applying one is ``weight[~mas
 - Contrastive score for a pair (seek, reject):
   ``z_j = (μ_seek,j − μ_reject,j) / sqrt(σ²_seek,j + σ²_reject,j + ε)`` and ``S_ij = |W_ij| · ReLU(z_j)``;
   keeping the top ``(1 − sparsity)`` of each row removes weights on channels the rejected persona drives.
-  Many scores are exactly 0 (every channel with z ≤ 0), so the choice *among* them needs a tie-break: traitlab
-  ranks by the signed ``|W_ij| · z_j``, an order that never contradicts the ReLU score (if ReLU(a) > ReLU(b)
-  then a > b), so the kept set is always a valid top-k of ``|W|·ReLU(z)``; among the zero scores it removes
-  the largest weights on the channels most typical of the rejected persona first.
+  Many scores are exactly 0 (every channel with z ≤ 0: about half of them), so the choice *among* them needs a
+  tie-break: traitlab removes the smallest weights among the zero scores first (ranks them by ``|W_ij|``, below
+  every positive score), so the kept set is always a valid top-k of ``|W|·ReLU(z)`` and, among the ties, pruning
+  is magnitude pruning. (An earlier tie-break by the signed ``|W_ij|·z_j`` — also a valid top-k — removed the
+  *largest* weights on those channels first and broke SmolLM2-135M at sparsity 0.3: neutral perplexity 1e5–9e6;
+  see docs/subnetworks.md.)
 - Per row exactly ``floor(in · sparsity)`` weights are removed (``prune_count``), selected with one ``topk`` per
   matrix (no loop over rows); ``topk`` is deterministic on a given device, ties are broken arbitrarily.
 """
@@ -65,8 +67,15 @@ def contrastive_z(mean_seek: torch.Tensor, var_seek: torch.Tensor, mean_reject: 
 
 
 def contrastive_scores(weight_rows: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """The keep ranking ``|W_ij| · z_j`` (signed): its top-k is a top-k of ``|W_ij| · ReLU(z_j)`` (see module doc)."""
-    return weight_rows.detach().abs().float() * z.to(weight_rows.device, torch.float32).unsqueeze(0)
+    """The keep ranking of ``S_ij = |W_ij| · ReLU(z_j)`` with ties among the zero scores broken by magnitude.
+
+    Positive scores are ``|W_ij|·z_j``; a zero score gets ``−1/(|W_ij| + 1e-12)`` (negative, larger for larger
+    weights), so every positive score ranks above every zero score and, among the zeros, the smallest weights are
+    removed first. Its top-k is therefore a top-k of ``|W|·ReLU(z)`` (see the module doc). Float32, ``[out, in]``.
+    """
+    magnitude = weight_rows.detach().abs().float()
+    score = magnitude * z.to(weight_rows.device, torch.float32).unsqueeze(0)
+    return torch.where(score > 0, score, -1.0 / (magnitude + 1e-12))
 
 
 def keep_mask(scores: torch.Tensor, sparsity: float, exclude: torch.Tensor | None = None,

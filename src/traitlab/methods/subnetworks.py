@@ -293,12 +293,16 @@ class SubnetworkSet:
 
 
 def export_checkpoint(lm: LoadedModel, mask: Intervention, out: str | Path) -> Path:
-    """Write a plain HF checkpoint (config, safetensors weights, tokenizer) of ``lm`` with ``mask`` applied."""
+    """Write a plain HF checkpoint (config, safetensors weights, tokenizer) of ``lm`` with ``mask`` applied.
+    transformers' "Writing model shards" progress bar and save-time warnings are silenced (``library_quiet``)."""
+    from traitlab.model.quiet import library_quiet
+
     target = output_folder(out, "export folder")
     finite(mask.scale, f"scale of {mask.name}")
     mask.check_model(lm)
     with atomic_folder(target) as partial, mask.applied(lm):  # a failure or Ctrl-C leaves nothing behind
         finite_tensors(dict(lm.model.state_dict()), f"refusing to export {target}")
-        lm.model.save_pretrained(partial)
-        lm.tokenizer.save_pretrained(partial)
+        with library_quiet():
+            lm.model.save_pretrained(partial)
+            lm.tokenizer.save_pretrained(partial)
     return target
