@@ -3,7 +3,7 @@
 ``CheckpointReader`` opens a model folder (``model.safetensors`` or a sharded ``*.index.json``) and hands out one
 tensor at a time. ``StreamingWriter`` writes a safetensors file tensor by tensor: the header (names, dtypes,
 shapes, offsets) is known up front, so memory never holds more than the tensor being written — the
-``safetensors`` library itself only saves whole dicts. ``ShardedWriter`` writes an HF sharded checkpoint.
+``safetensors`` library itself only saves whole dicts. ``PlannedShardedWriter`` writes an HF sharded checkpoint.
 Writes are atomic (temporary file + rename).
 """
 
@@ -19,7 +19,6 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
 from traitlab.errors import ConfigError
 from traitlab.validate import finite_tensors
@@ -206,43 +205,3 @@ class PlannedShardedWriter:
 
     def abort(self) -> None:
         self.writer.abort()
-
-
-class ShardedWriter:
-    """An HF sharded checkpoint (``model-0000i-of-0000n.safetensors`` + index), one shard in memory at a time."""
-
-    def __init__(self, folder: str | os.PathLike[str], shard_bytes: int = 2 * 1024**3) -> None:
-        self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.shard_bytes = shard_bytes
-        self.current: dict[str, torch.Tensor] = {}
-        self.current_bytes = 0
-        self.shards: list[list[str]] = []
-
-    def add(self, name: str, tensor: torch.Tensor) -> None:
-        finite_tensors({name: tensor}, f"refusing to write the checkpoint {self.folder}")
-        size = tensor.numel() * tensor.element_size()
-        if self.current and self.current_bytes + size > self.shard_bytes:
-            self._flush()
-        self.current[name] = tensor.contiguous()
-        self.current_bytes += size
-
-    def _flush(self) -> None:
-        index = len(self.shards)
-        save_file(self.current, self.folder / f".shard-{index}.tmp", metadata={"format": "pt"})
-        self.shards.append(list(self.current))
-        self.current, self.current_bytes = {}, 0
-
-    def close(self) -> list[Path]:
-        if self.current or not self.shards:
-            self._flush()
-        total = len(self.shards)
-        names = ["model.safetensors"] if total == 1 else [f"model-{i + 1:05d}-of-{total:05d}.safetensors"
-                                                          for i in range(total)]
-        for i, name in enumerate(names):
-            (self.folder / f".shard-{i}.tmp").replace(self.folder / name)
-        if total > 1:
-            weight_map = {tensor: names[i] for i, shard in enumerate(self.shards) for tensor in shard}
-            (self.folder / "model.safetensors.index.json").write_text(
-                json.dumps({"metadata": {}, "weight_map": weight_map}, indent=2))
-        return [self.folder / name for name in names]
