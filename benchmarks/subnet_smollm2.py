@@ -163,7 +163,9 @@ def stage_calibrate(ctx: dict[str, Any]) -> dict[str, Any]:
 
     lm, work = ctx["lm"], ctx["work"]
     out: dict[str, Any] = {"sizes": list(SIZES), "poles": {}}
-    for name in [*POLES, None]:
+    traits = [t for t in TRAITS if any(p.startswith(f"{t}_") for p in ctx["poles"])]
+    poles = [f"{t}_{side}" for t in traits for side in ("high", "low")]  # --poles and their opposites
+    for name in [*poles, None]:
         label = name or "unprompted"
         if all(stats_path(work, label, n).exists() for n in SIZES):
             continue
@@ -194,7 +196,7 @@ def stage_calibrate(ctx: dict[str, Any]) -> dict[str, Any]:
             ctx["timing"][f"stats_{label}_{lo}_{hi}"] = round(time.perf_counter() - t1, 2)
         print(f"calibrated {label}: {len(calibration)} answers, {calibration.tokens()} tokens "
               f"({time.perf_counter() - t0:.0f}s)", flush=True)
-    for label in [*POLES, "unprompted"]:
+    for label in [*poles, "unprompted"]:
         tokens = {n: max(v.count for v in load_stats(stats_path(work, label, n)).values()) for n in SIZES}
         out["poles"][label] = {"response_tokens": tokens}
     masks: dict[tuple[str, int, float], Any] = {}
@@ -208,16 +210,16 @@ def stage_calibrate(ctx: dict[str, Any]) -> dict[str, Any]:
     study: dict[str, Any] = {}
     for sparsity in (0.3, 0.5):
         rows: dict[str, Any] = {}
-        for name in POLES:
+        for name in poles:
             rows[name] = {f"{n}_vs_32": mask_jaccard(mask(name, n, sparsity), mask(name, 32, sparsity))
                           for n in SIZES[:-1]}
             rows[name]["vs_unprompted"] = mask_jaccard(mask(name, 32, sparsity), mask("unprompted", 32, sparsity))
-        for trait in TRAITS:
+        for trait in traits:
             rows[f"{trait}_high"]["vs_opposite"] = rows[f"{trait}_low"]["vs_opposite"] = mask_jaccard(
                 mask(f"{trait}_high", 32, sparsity), mask(f"{trait}_low", 32, sparsity))
         study[f"{sparsity:g}"] = rows
         masks.clear()
-        for name in POLES:
+        for name in poles:
             r = rows[name]
             print(f"s={sparsity:g} {name:26s} removed-J 8v32 {r['8_vs_32']['removed']:.3f} 16v32 "
                   f"{r['16_vs_32']['removed']:.3f} vs opposite {r['vs_opposite']['removed']:.3f} vs unprompted "
