@@ -77,11 +77,36 @@ N_COHERENCE = 16  # held-out questions per condition whose replies get the (cost
 N_PROMPT_COHERENCE = 8  # ... for the two prompt conditions (descriptive only: the guard is on the masks)
 
 
+ALL_CELLS = (["wanda:0.1:all"] + [f"wanda:{s:g}:{m}" for s in SPARSITIES[1:] for m in MODULES]
+             + ["contrastive:0.3:all"])
+SCREEN_CELLS = list(ALL_CELLS)  # ``--cells`` narrows it
+
+
 def cells() -> list[str]:
     """The screen: Wanda at 0.1 (all modules), 0.3 and 0.5 × {all, mlp, attention}, contrastive at 0.3 (all).
     Wanda 0.1 on mlp or attention alone was dropped to fit the CPU budget (0.1 on all modules barely moves)."""
-    return (["wanda:0.1:all"] + [f"wanda:{s:g}:{m}" for s in SPARSITIES[1:] for m in MODULES]
-            + ["contrastive:0.3:all"])
+    return SCREEN_CELLS
+
+
+def reuse_caches(ctx: dict[str, Any], other: Path) -> int:
+    """Seed this run's reply and coherence caches from another bench folder of the same model
+    (``benchmarks.npti_smollm2``'s: the unsteered, simple-prompt and P² replies to the same held-out questions
+    carry the same keys, model spec, token budget, condition and question); entries already here win."""
+    added = 0
+    replies = other / "replies.json"
+    if replies.is_file():
+        for k, v in json.loads(replies.read_text()).items():
+            if k not in ctx["bench"].replies.data:
+                ctx["bench"].replies.data[k] = v
+                added += 1
+        ctx["bench"].replies.save()
+    judged_file = other / "judged.json"
+    if judged_file.is_file():
+        for k, v in json.loads(judged_file.read_text()).items():
+            if k not in ctx["coherence"].data and isinstance(v, dict) and "coherence" in v:
+                ctx["coherence"].data[k] = v["coherence"]
+        ctx["coherence"].save()
+    return added
 
 
 def screening_questions(n: int) -> list[str]:
@@ -590,14 +615,15 @@ def markdown(results: dict[str, Any]) -> str:
                   f"{mech['restored_after_set']}", ""]
     screen = results.get("screen")
     if screen:
+        shown = [c for c in ALL_CELLS if any(r["cell"] == c for rec in screen["poles"].values() for r in rec["table"])]
         lines += [f"Screen ({screen['questions']} questions; unmasked neutral perplexity {screen['base_ppl']}): "
                   "shift toward the pole (p) / coherence × / neutral perplexity", "",
-                  "| pole | " + " | ".join(cells()) + " | chosen |", "|---" * (len(cells()) + 2) + "|"]
+                  "| pole | " + " | ".join(shown) + " | chosen |", "|---" * (len(shown) + 2) + "|"]
         for name, rec in screen["poles"].items():
             by = {r["cell"]: r for r in rec["table"]}
             lines.append(f"| {name} | " + " | ".join(
                 f"{by[c]['shift']:+.1f} ({by[c]['p']:.2g}) / {_ratio(by[c])} / {by[c]['ppl']:.3g}"
-                for c in cells()) + f" | {rec['chosen']}{'' if rec['guard_met'] else ' (no cell passes)'} |")
+                for c in shown) + f" | {rec['chosen']}{'' if rec['guard_met'] else ' (no cell passes)'} |")
         old = {n: next(r for r in rec["table"] if r["cell"] == "contrastive:0.3:all")
                for n, rec in screen["poles"].items()}
         lines += ["", "| pole | contrastive 0.3: neutral ppl, old tie-break (signed abs(W)·z) | new tie-break (abs(W) "
@@ -660,6 +686,9 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("out/subnet_smollm2"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/subnet_smollm2.json"))
     parser.add_argument("--markdown", action="store_true", help="print the docs' tables from --out and exit")
+    parser.add_argument("--cells", default=",".join(ALL_CELLS), help="the screen's cells (comma-separated)")
+    parser.add_argument("--reuse", type=Path, default=None,
+                        help="seed the reply/coherence caches from this npti_smollm2 work folder (same model)")
     args = parser.parse_args()
     if args.markdown:
         print(markdown(json.loads(args.out.read_text())))
@@ -668,6 +697,10 @@ def main() -> None:
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
         raise SystemExit(f"error: unknown stage {unknown[0]}; have {', '.join(STAGES)}")
+    screen_cells = [c.strip() for c in args.cells.split(",") if c.strip()]
+    if not screen_cells or any(c not in ALL_CELLS for c in screen_cells):
+        raise SystemExit(f"error: --cells takes some of {', '.join(ALL_CELLS)}")
+    SCREEN_CELLS[:] = screen_cells
     poles = [p.strip() for p in args.poles.split(",") if p.strip()]
     if not poles or any(p not in POLES for p in poles):
         raise SystemExit(f"error: --poles takes some of {', '.join(POLES)}")
@@ -692,6 +725,8 @@ def main() -> None:
         save_results({**results, stage: {**previous, **part}}, args.out)
 
     ctx["save"] = save_partial
+    if args.reuse is not None:
+        print(f"reused {reuse_caches(ctx, args.reuse)} replies from {args.reuse}", flush=True)
     for stage in stages:
         t0 = time.perf_counter()
         print(f"== {stage}", flush=True)
