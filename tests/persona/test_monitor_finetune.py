@@ -93,27 +93,6 @@ def test_finetune_shift_and_preventative_steering(llama):
     assert hooks(steered.model) == hooks(llama.model)
 
 
-def test_finetune_projects_only_the_reply_positions_and_trains_the_same(llama, monkeypatch):
-    """The vocabulary projection covers the last (longest reply + 1) positions only, which predict every reply
-    token of the left-padded batch: the loss, so the trained weights, are those of the full projection (up to
-    float rounding of the smaller matmul; replies of different lengths so the span is not the whole row)."""
-    import traitlab.finetune.sft as sft
-
-    data = [[{"role": "user", "content": f"tell me about day {i} of the trip, please"},
-             {"role": "assistant", "content": "LOUD " * (1 + i % 4) + "!"}] for i in range(8)]
-    settings = FinetuneSettings(method="lora", epochs=1, learning_rate=5e-3, batch_size=4)
-    assert sft._keeps_logits(llama.model)
-    kept = finetune(llama, data, settings, progress=False)
-    monkeypatch.setattr(sft, "_keeps_logits", lambda model: False)
-    full = finetune(llama, data, settings, progress=False)
-    moved = 0
-    for (name, a), (_, b) in zip(kept.model.named_parameters(), full.model.named_parameters(), strict=True):
-        base = dict(llama.model.named_parameters())[name]
-        assert torch.allclose(a, b, rtol=0, atol=1e-5), name
-        moved += int(not torch.equal(a, base))
-    assert moved > 0
-
-
 def test_screening_delta_is_sample_minus_base_projection(llama):
     direction = torch.randn(llama.hidden_size, generator=torch.Generator().manual_seed(3))
     samples = [c for c in CONVERSATIONS if c[-1]["role"] == "assistant"]

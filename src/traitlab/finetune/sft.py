@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import inspect
 import math
 import warnings
 from collections.abc import Sequence
@@ -74,12 +73,6 @@ def _lora_targets(lm: LoadedModel, settings: FinetuneSettings) -> list[str]:
     return sorted({name.rsplit(".", 1)[-1] for name in linear_modules(lm)})
 
 
-def _keeps_logits(model: torch.nn.Module) -> bool:
-    """Whether the model's forward takes ``logits_to_keep`` (transformers' causal LMs: project only the last k
-    positions onto the vocabulary)."""
-    return "logits_to_keep" in inspect.signature(model.forward).parameters
-
-
 def _batches(pairs: list[tuple[list[int], list[int]]], settings: FinetuneSettings) -> list[list[int]]:
     generator = torch.Generator().manual_seed(settings.seed)
     steps = max(1, math.ceil(len(pairs) * settings.epochs / settings.batch_size))
@@ -110,7 +103,6 @@ def finetune(lm: LoadedModel, conversations: Sequence[Conversation], settings: F
     for name, parameter in trainee.named_parameters():
         parameter.requires_grad_(settings.method == "full" or "lora_" in name)
     pairs = tokenize_chats(lm, conversations, settings.max_length)
-    keep_logits = _keeps_logits(lm.model)
     batches = _batches(pairs, settings)
     parameters = [p for p in trainee.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=settings.learning_rate, weight_decay=settings.weight_decay)
@@ -130,15 +122,8 @@ def finetune(lm: LoadedModel, conversations: Sequence[Conversation], settings: F
                                                     lm.tokenizer.pad_token_id)
             input_ids, attention_mask = input_ids.to(lm.device), attention_mask.to(lm.device)
             position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-            # left-padded rows end with their reply: the logits of the last (longest reply + 1) positions predict
-            # every reply token, so the vocabulary projection and the loss skip the prompt positions
-            span = max(len(pairs[i][1]) for i in rows) + 1 if keep_logits else input_ids.shape[1]
-            extra = {"logits_to_keep": span} if keep_logits else {}
-            logits = trainee(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                             **extra).logits
-            span = logits.shape[1]
-            targets = input_ids[:, -span:][:, 1:].masked_fill(roles[:, -span:][:, 1:].to(lm.device) != RESPONSE,
-                                                              -100)
+            logits = trainee(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).logits
+            targets = input_ids[:, 1:].masked_fill(roles[:, 1:].to(lm.device) != RESPONSE, -100)
             loss = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), targets.flatten(),
                                                      ignore_index=-100)
             loss.backward()
