@@ -34,13 +34,6 @@ ORGANISM_FILE = DATA / "demo_organism.yaml"
 QUICK_POLES = ["extraversion_high", "extraversion_low"]
 ORGANISM_QUICK_TRAITS = ["extraversion", "agreeableness"]
 ORGANISM_NAMES = ("traitlab/persona-tiny", "persona-tiny")
-QUICK_FITS: dict[str, dict[str, int]] = {
-    # the quick demo's fits: the same mechanisms on fewer extraction answers (full demo: 6, 24, 6, 12)
-    "persona_vectors": {"n_questions": 4},     # 4 questions x 5 instruction pairs: 20 contrastive pairs
-    "npti": {"n_answers": 16},                 # 16 role-played answers per side
-    "subnetwork": {"n_questions": 4},          # 20 calibration answers per pole
-    "personality_vector": {"n_questions": 8},  # 16 self-distilled replies: 4 LoRA steps of 8 over 2 epochs
-}
 POLE_ABBREV = {"openness": "O", "conscientiousness": "C", "extraversion": "E", "agreeableness": "A",
                "neuroticism": "N"}
 
@@ -52,8 +45,8 @@ def is_organism_name(model: str | None) -> bool:
 def demo_experiment(quick: bool = False, model: str | None = None) -> dict[str, Any]:
     """The demo's experiment as a dict: SmolLM2 by default (``data/demo.yaml``; another ``model`` runs the same
     experiment on that model), the organism's (``data/demo_organism.yaml``) for ``traitlab/persona-tiny``.
-    ``quick`` keeps the extraversion poles (the organism: two traits), drops the sweeps, asks fewer
-    questions and (on a real model) fits on fewer extraction answers (``QUICK_FITS``)."""
+    ``quick`` keeps the extraversion poles (the organism: two traits), drops the sweeps and asks fewer
+    questions."""
     organism = is_organism_name(model)
     experiment = yaml.safe_load((ORGANISM_FILE if organism else DEMO_FILE).read_text())
     if model is not None and not organism and model != experiment["model"]:
@@ -64,8 +57,6 @@ def demo_experiment(quick: bool = False, model: str | None = None) -> dict[str, 
         experiment["traits"] = ORGANISM_QUICK_TRAITS if organism else QUICK_POLES
         for method in experiment["methods"]:
             method.pop("sweep", None)
-            if not organism and method["name"] in QUICK_FITS:
-                method["params"] = {**method.get("params", {}), **QUICK_FITS[method["name"]]}
         situational = experiment["evaluations"]["situational"]
         situational["n_questions"] = 4
         if "examples" in situational:
