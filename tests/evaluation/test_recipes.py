@@ -59,6 +59,46 @@ def test_subnetwork_recipe_caches_the_artifact(tmp_path):
             validate_runner_params(bad)
 
 
+def test_a_mirrored_subnetwork_calibrates_each_pole_once_and_keeps_the_separate_masks(tmp_path, monkeypatch):
+    """``mirror``: the low pole's contrastive fit reuses the two pole statistics the high pole's fit collected
+    (two calibrations for the trait, not four), and both masks are bit for bit the ones ``find`` fits for each
+    pole of the high spec on its own."""
+    import torch
+
+    from traitlab.methods import subnet_fit
+
+    lm = cached_tiny("llama")
+    high, low = load_trait("extraversion_high"), load_trait("extraversion_low")
+    params = {"contrastive": True, "sparsity": 0.3, "modules": "mlp", "blocks": "0-1", "max_new_tokens": 4,
+              "n_questions": 2, "mirror": True}
+    calls = []
+    real = subnet_fit.pole_statistics
+
+    def counted(lm, spec, pole, settings):
+        calls.append((spec.name, pole))
+        return real(lm, spec, pole, settings)
+
+    monkeypatch.setattr(subnet_fit, "pole_statistics", counted)
+    mirrored = {spec.pole: build("subnetwork", RecipeContext(lm, spec, tmp_path / spec.name), params)
+                for spec in (high, low)}
+    assert sorted(calls) == [("extraversion_high", "high"), ("extraversion_high", "low")]
+    assert len(list((tmp_path / "extraversion_high").glob("subnet-stats-*.safetensors"))) == 2
+    assert not (tmp_path / "extraversion_low").exists() or not any((tmp_path / "extraversion_low").iterdir())
+    again = build("subnetwork", RecipeContext(lm, low, tmp_path / "extraversion_low"), params)
+    assert len(calls) == 2 and again.pole == "low"  # the cached mask, no calibration
+    monkeypatch.undo()
+    settings = validate_method("subnetwork", params).find_settings()
+    trimmed = high.model_copy(update={"questions": high.questions[:2]})
+    for pole, mask in mirrored.items():
+        alone, _ = subnet_fit.find(lm, trimmed, pole, settings)
+        assert mask.pole == alone.pole == pole and mask.shapes == alone.shapes and len(mask.shapes) == 6
+        for name in alone.shapes:
+            assert torch.equal(mask.mask(name), alone.mask(name)), name
+    high_mask, low_mask = mirrored["high"], mirrored["low"]
+    assert any(not torch.equal(high_mask.mask(n), low_mask.mask(n)) for n in high_mask.shapes)
+    assert 0.29 < high_mask.sparsity < 0.31 and 0.29 < low_mask.sparsity < 0.31
+
+
 def test_the_artifact_cache_keys_on_the_specs_content(tmp_path):
     """An edited trait file that keeps its name gets a new artifact, not the stale one."""
     from traitlab.evaluation.recipes import cached

@@ -5,7 +5,7 @@ pole end to end. The masks become a ``subnetworks.SubnetworkMask``."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -187,23 +187,38 @@ def find_from_stats(lm: LoadedModel, settings: FindSettings, seek: Mapping[str, 
     return mask, other
 
 
+PoleStatistics = tuple[dict[str, LinearInputStats], dict[str, Any]]
+"""One pole's calibration statistics (module name → Σx, Σx² over its calibration tokens) and the description of
+its calibration set (``CalibrationSet.source``)."""
+
+
+def pole_statistics(lm: LoadedModel, spec: TraitSpec, pole: str, settings: FindSettings) -> PoleStatistics:
+    """The calibration statistics of one pole of ``spec``: the model's answers under that pole's system prompts
+    (``from_spec``), then Σx_j and Σx²_j of every selected Linear's input over their tokens (``collect_stats``)."""
+    calibration = from_spec(lm, spec, pole, settings.with_system, settings.generation)
+    return stats_for(lm, calibration, settings), calibration.source
+
+
 def find(lm: LoadedModel, spec: TraitSpec, pole: str | None = None, settings: FindSettings | None = None,
-         pair: bool = False) -> tuple[SubnetworkMask, SubnetworkMask | None]:
+         pair: bool = False, calibrate: Callable[[str], PoleStatistics] | None = None,
+         ) -> tuple[SubnetworkMask, SubnetworkMask | None]:
     """The subnetwork of a TraitSpec pole (Wanda, or contrastive against the opposite pole), and with
-    ``pair=True`` the opposite pole's mask as well."""
+    ``pair=True`` the opposite pole's mask as well.
+
+    ``calibrate(pole)`` gives a pole's statistics (default ``pole_statistics``, computed afresh): a caller that
+    fits both poles of a trait passes a cached one, so each pole is calibrated once and the two contrastive masks
+    come from the same two statistics (``z`` of one direction is exactly ``−z`` of the other)."""
     settings = settings or FindSettings()
     chosen, _ = spec_pole(spec, pole)
     check_blocks(lm, settings.blocks)
-    seek_set = from_spec(lm, spec, chosen, settings.with_system, settings.generation)
+    resolved = calibrate if calibrate is not None else (lambda which: pole_statistics(lm, spec, which, settings))
     with activity(f"{chosen} pole (kept)"):
-        seek = stats_for(lm, seek_set, settings)
+        seek, seek_source = resolved(chosen)
     reject = None
-    source: dict[str, Any] = {"seek": seek_set.source}
+    source: dict[str, Any] = {"seek": seek_source}
     if settings.contrastive or pair:
-        reject_set = from_spec(lm, spec, opposite(chosen), settings.with_system, settings.generation)
         with activity(f"{opposite(chosen)} pole (rejected)"):
-            reject = stats_for(lm, reject_set, settings)
-        source["reject"] = reject_set.source
+            reject, source["reject"] = resolved(opposite(chosen))
     return find_from_stats(lm, settings, seek, reject, trait=spec.trait_name, pole=chosen, source=source,
                            pair=pair)
 

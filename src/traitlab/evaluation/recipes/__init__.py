@@ -21,7 +21,7 @@ from typing import Any
 
 from traitlab.errors import ConfigError
 from traitlab.evaluation.recipes import npti, persona, prompts, subnetwork
-from traitlab.evaluation.recipes.base import Params, Recipe, RecipeContext, cached
+from traitlab.evaluation.recipes.base import Params, Recipe, RecipeContext, artifact_path, cached
 from traitlab.interventions import Intervention
 
 RECIPES: dict[str, Recipe[Any]] = {recipe.name: recipe for recipe in (
@@ -47,4 +47,5 @@ def build(name: str, context: RecipeContext, params: Mapping[str, Any]) -> Inter
     return chosen.build(context, chosen.parse(params))
 
 
-__all__ = ["RECIPES", "Params", "Recipe", "RecipeContext", "build", "cached", "recipe", "validate_method"]
+__all__ = ["RECIPES", "Params", "Recipe", "RecipeContext", "artifact_path", "build", "cached", "recipe",
+           "validate_method"]

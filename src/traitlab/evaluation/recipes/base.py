@@ -118,16 +118,23 @@ def _problem(exc: ValidationError, model: type[BaseModel]) -> str:
     return f"{where}: {message}" if where else message
 
 
+def artifact_path(context: RecipeContext, method: str, key: Any, tags: tuple[str, ...] = (),
+                  suffix: str = ".tl.safetensors") -> Path:
+    """Where the artifact of (spec content, ``key``, model fingerprint) lives in the work folder:
+    ``<method>-<spec name>[-<tags>]-<hash><suffix>``, the hash the first 16 hex digits of SHA-256 of all three."""
+    blob = json.dumps({"spec": context.spec.model_dump(mode="json"), "key": key,
+                       "fingerprint": context.lm.fingerprint.to_dict()}, sort_keys=True, default=str)
+    digest = hashlib.sha256(blob.encode()).hexdigest()[:16]
+    path = Path(context.workdir) / "-".join((method, context.spec.name, *tags, digest))
+    return path.with_name(path.name + suffix)
+
+
 def cached(context: RecipeContext, method: str, key: Any, fit: Callable[[], Intervention], *,
            tags: tuple[str, ...] = (), load: Callable[[Path], Intervention | None] | None = None) -> Intervention:
     """The artifact ``fit()`` makes for (spec content, ``key``, model fingerprint), kept in the work folder as
     ``<method>-<spec name>[-<tags>]-<hash>.tl.safetensors``: loaded when present, else fitted and saved.
     ``load(path)`` may return ``None`` to refit (default: any artifact, checked against the model)."""
-    blob = json.dumps({"spec": context.spec.model_dump(mode="json"), "key": key,
-                       "fingerprint": context.lm.fingerprint.to_dict()}, sort_keys=True, default=str)
-    digest = hashlib.sha256(blob.encode()).hexdigest()[:16]
-    path = Path(context.workdir) / "-".join((method, context.spec.name, *tags, digest))
-    path = path.with_name(path.name + ".tl.safetensors")
+    path = artifact_path(context, method, key, tags)
     if path.is_file():
         loaded = load(path) if load is not None else load_intervention(path, context.lm)
         if loaded is not None:

@@ -1,0 +1,107 @@
+"""What the demo's fits cost, in CPU seconds (issue 24).
+
+``subnet``: the demo's subnetwork fit (``data/demo.yaml``'s params) of both extraversion poles on SmolLM2, with
+``mirror`` off (each pole's contrastive fit calibrates both poles: four calibrations) and on (each pole calibrated
+once: two; the low pole's mask comes from the cached statistics), CPU seconds of the process
+(``time.process_time``) per pole.
+
+``profile OUT.prof ARGS...``: ``traitlab ARGS...`` (e.g. ``demo --quick --out FRESH``) under
+``cProfile.Profile(time.process_time)``, so the profile's times are CPU seconds even on a shared machine, then
+the CPU seconds of each recipe's build and of its main steps.
+
+Run (one thread, beside other jobs): ``OMP_NUM_THREADS=1 python -m benchmarks.demo_fits_cost subnet`` and
+``OMP_NUM_THREADS=1 python -m benchmarks.demo_fits_cost profile /tmp/q.prof demo --quick --out /tmp/fresh``.
+Figures in docs/demo.md ("Cost of the fits").
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import runpy
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+STEPS = {  # function name -> label; build_* only from the recipes
+    "build_persona_vectors": "persona_vectors (recipe)", "build_npti": "npti (recipe)",
+    "build_subnetwork": "subnetwork (recipe)", "build_personality_vector": "personality_vector (recipe)",
+    "self_distill": "  personality vector: self-distillation", "finetune": "  personality vector: LoRA finetune",
+    "pole_statistics": "  subnetwork: pole calibrations", "collect_stats": "  subnetwork: statistics passes",
+    "extract": "  persona vectors: extraction", "collect_pole": "  npti: collection",
+    "evaluate": "cells (evaluate)", "load_model": "model loading",
+}
+
+
+def subnet() -> None:
+    import torch
+    import yaml
+
+    from traitlab.evaluation.demo import DEMO_FILE
+    from traitlab.evaluation.recipes import RecipeContext, build
+    from traitlab.model import load_model
+    from traitlab.progress import set_quiet
+    from traitlab.traits import load_trait
+
+    torch.set_num_threads(1)
+    set_quiet(True)
+    params = next(m["params"] for m in yaml.safe_load(DEMO_FILE.read_text())["methods"] if m["name"] == "subnetwork")
+    lm = load_model("smollm2-135m-instruct")
+    for mirror in (False, True):
+        with tempfile.TemporaryDirectory() as tmp:
+            start = time.process_time()
+            for name in ("extraversion_high", "extraversion_low"):
+                mask = build("subnetwork", RecipeContext(lm, load_trait(name), Path(tmp) / name),
+                             {**params, "mirror": mirror})
+                print(f"mirror {mirror}: {name} done at {time.process_time() - start:.1f} CPU-s "
+                      f"(removes {mask.sparsity:.4f})", flush=True)
+
+
+def profile(out: str, args: list[str]) -> None:
+    sys.argv = ["traitlab", *args]
+    prof = cProfile.Profile(time.process_time)
+    prof.enable()
+    try:
+        runpy.run_module("traitlab", run_name="__main__", alter_sys=True)
+    except SystemExit:
+        pass
+    finally:
+        prof.disable()
+        prof.dump_stats(out)
+    summarize(out)
+
+
+def summarize(path: str) -> None:
+    totals: dict[str, float] = {}
+    for (filename, _, name), entry in pstats.Stats(path).stats.items():  # type: ignore[attr-defined]
+        if name not in STEPS or "traitlab" not in filename:
+            continue
+        if name.startswith("build_") and "recipes" not in filename:
+            continue
+        totals[STEPS[name]] = totals.get(STEPS[name], 0.0) + entry[3]
+    for label in sorted(totals, key=lambda k: -totals[k]):
+        print(f"{totals[label]:8.1f} CPU-s  {label}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="what", required=True)
+    sub.add_parser("subnet")
+    run = sub.add_parser("profile")
+    run.add_argument("out")
+    run.add_argument("args", nargs=argparse.REMAINDER)
+    summary = sub.add_parser("summary")
+    summary.add_argument("out")
+    chosen = parser.parse_args()
+    if chosen.what == "subnet":
+        subnet()
+    elif chosen.what == "profile":
+        profile(chosen.out, chosen.args)
+    else:
+        summarize(chosen.out)
+
+
+if __name__ == "__main__":
+    main()
