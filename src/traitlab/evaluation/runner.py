@@ -39,6 +39,7 @@ from traitlab.validate import shielded, write_text_atomic
 
 RESULTS = "results.jsonl"
 COMPLETE = "run.json"
+PROMPT_RECIPES = ("none", "prompt", "p2")  # recipes that fit nothing: at most a system prompt
 
 
 @dataclasses.dataclass(frozen=True)
@@ -208,6 +209,7 @@ def _mark_complete(folder: Path, experiment: Experiment, cells: list[Cell]) -> N
 def _run_cells(experiment: Experiment, specs: dict[str, Any], cells: list[Cell], out: Path, progress: bool,
                on_cell: Callable[[dict[str, Any]], None] | None, lm: Any | None) -> list[dict[str, Any]]:
     """Run the cells not yet in ``out/results.jsonl``, committing each as it finishes; all rows in plan order."""
+    from traitlab.evaluation.situational import ReplyBank
     from traitlab.evaluation.suite import Judges, evaluate, headline
 
     (out / COMPLETE).unlink(missing_ok=True)  # the folder is a run in progress until the end
@@ -215,12 +217,17 @@ def _run_cells(experiment: Experiment, specs: dict[str, Any], cells: list[Cell],
     done = read_results(results)
     todo = [c for c in cells if c.key not in done]
     if todo:
-        judges = Judges.from_config(experiment.judge, lm)
+        situational = experiment.evaluations.situational
+        bank = ReplyBank(lm, situational.batch_size if situational else 32) if lm is not None else None
+        judges = Judges.from_config(experiment.judge, lm, out / "work" / "judges", bank)
         built: dict[tuple[str, str], Any] = {}
         if progress and len(cells) > len(todo):
             stderr.print(f"resuming: {len(cells) - len(todo)} of {len(cells)} cells already in {results}")
         fits = {c.key for c in {(c.method.key, c.trait): c for c in reversed(todo)}.values()
-                if c.method.name not in ("none", "prompt", "p2")}
+                if c.method.name not in PROMPT_RECIPES}
+        if bank is not None:
+            built.update(_request_shared(experiment, specs, todo, out, lm, judges, bank))
+        shared = set(built)
 
         def describe(cell: Cell) -> str:
             at = "" if cell.scale is None else f" @ {cell.scale:g}"
@@ -233,8 +240,9 @@ def _run_cells(experiment: Experiment, specs: dict[str, Any], cells: list[Cell],
             cell_label = f"{cell.method.key} on {spec.name}{scale}, seed {cell.seed}"
             with activity(cell_label):
                 slot = (cell.method.key, cell.trait)
-                first_of_slot = slot not in built
-                if first_of_slot:
+                first_of_slot = slot not in built or slot in shared
+                shared.discard(slot)
+                if slot not in built:
                     workdir = out / "work" / cell.method.key / spec.name
                     workdir.mkdir(parents=True, exist_ok=True)
                     context = RecipeContext(lm, spec, workdir, judges)
@@ -244,7 +252,7 @@ def _run_cells(experiment: Experiment, specs: dict[str, Any], cells: list[Cell],
                     intervention = intervention.scaled(cell.scale)
                 start = time.perf_counter()
                 result = evaluate(lm, intervention, [spec], experiment.evaluations, judges, cell.seed,
-                                  progress=False, monitor=first_of_slot)
+                                  progress=False, monitor=first_of_slot, bank=bank)
             row = {
                 "key": cell.key, "experiment": experiment.name, "model": experiment.model,
                 "method": cell.method.name, "label": cell.method.key, "trait": cell.trait, "spec": spec.name,
@@ -258,3 +266,34 @@ def _run_cells(experiment: Experiment, specs: dict[str, Any], cells: list[Cell],
             if on_cell is not None:
                 on_cell(row)
     return [done[c.key] for c in cells]
+
+
+def _request_shared(experiment: Experiment, specs: dict[str, Any], todo: list[Cell], out: Path, lm: Any,
+                    judges: Any, bank: Any) -> dict[tuple[str, str], Any]:
+    """Build the prompt-only cells' interventions (they fit nothing) and note their greedy answers and the
+    judges' calibration replies in ``bank``, so the first cell generates all of them in one batch. Returns
+    the interventions built, by (method label, trait)."""
+    from traitlab.evaluation.config import SituationalConfig
+    from traitlab.evaluation.situational import question_set, request_answers
+
+    evaluations = experiment.evaluations
+    config = evaluations.situational or (SituationalConfig() if evaluations.coherence is not None else None)
+    built: dict[tuple[str, str], Any] = {}
+    if config is None:
+        return built
+    for cell in todo:
+        if cell.method.name not in PROMPT_RECIPES:
+            continue
+        spec = specs[cell.trait]
+        slot = (cell.method.key, cell.trait)
+        if slot not in built:
+            workdir = out / "work" / cell.method.key / spec.name
+            workdir.mkdir(parents=True, exist_ok=True)
+            built[slot] = build(cell.method.name, RecipeContext(lm, spec, workdir, judges), cell.method.params)
+        intervention = built[slot]
+        if intervention is not None and cell.scale is not None:
+            intervention = intervention.scaled(cell.scale)
+        request_answers(bank, question_set(spec, config.questions, config.n_questions), intervention,
+                        config.samples, config.temperature, config.max_new_tokens)
+    judges.request_calibration()
+    return built

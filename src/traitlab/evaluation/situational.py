@@ -11,6 +11,16 @@ from ``seed``. The trait score of an answer is the judge's 0–100 *expression o
 extraverted an answer is for ``extraversion_high``, how low-extraverted for ``extraversion_low``). The
 summary names both judges (``judge``, ``coherence_judge``) and carries the answers' mean linguistic
 ``profile`` (``evaluation.profile``).
+
+Shared greedy replies (``ReplyBank``): a run of many cells hands ``evaluate_situational`` a bank of the
+un-intervened model's greedy replies keyed by the rendered prompt's token ids. A cell without an intervention or
+with a prompt Intervention (which only changes the rendered prompt) takes its replies from the bank; the runner
+*requests* every such cell's prompts (and the judge's calibration prompts) up front, so the first reply anyone
+asks for generates all of them in one batched call (one forward per decoding step for all rows, instead of one
+small batch per cell), and a prompt two cells share (the ``none`` cell of both poles) is generated once. Greedy
+decoding is prefix-consistent, so a row generated for ``m`` tokens serves any request of ``n ≤ m`` tokens
+(its first ``n`` tokens, finished when the end-of-turn token came within them). The bank also keeps each
+reply's log-likelihood under the model (``nll``), the fluency every cell measures.
 """
 
 from __future__ import annotations
@@ -155,20 +165,124 @@ class SituationalResult:
         return out
 
 
+class ReplyBank:
+    """Greedy replies of the un-intervened ``lm`` to rendered prompts (token ids), generated together.
+
+    ``request(prompt_ids, n)`` notes prompts someone will ask for; ``generate(prompt_ids, n)`` returns their
+    ``Generation`` (``n`` new tokens at most), generating every requested and asked-for prompt the bank lacks in
+    one ``generate_ids`` call of ``max n`` tokens. A stored row of ``m`` generated tokens serves ``n ≤ m``
+    (greedy decoding is prefix-consistent) and any ``n`` when it ended on an end-of-turn token. ``nll`` is
+    ``forward.continuation_nll`` memoised per (prompt, response). Use it only for the model as loaded: the bank
+    refuses to generate while a hook of the model is active (a runtime Intervention applied around it)."""
+
+    def __init__(self, lm: LoadedModel, batch_size: int = 32) -> None:
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be ≥ 1, got {batch_size}")
+        self.lm = lm
+        self.batch_size = batch_size
+        self._rows: dict[tuple[int, ...], tuple[list[int], bool, int]] = {}  # ids → (response, stopped, steps)
+        self._pending: dict[tuple[int, ...], int] = {}
+        self._nll: dict[tuple[tuple[int, ...], tuple[int, ...]], tuple[float, int]] = {}
+        self.generated_rows = 0
+        self.generate_calls = 0
+
+    def _has(self, ids: tuple[int, ...], n: int) -> bool:
+        row = self._rows.get(ids)
+        return row is not None and (row[1] or row[2] >= n)
+
+    def request(self, prompt_ids: Sequence[Sequence[int]], max_new_tokens: int) -> None:
+        """Note prompts to generate with the next call that generates anything."""
+        for ids in map(tuple, prompt_ids):
+            if not self._has(ids, max_new_tokens):
+                self._pending[ids] = max(max_new_tokens, self._pending.get(ids, 0))
+
+    def generate(self, prompt_ids: Sequence[Sequence[int]], max_new_tokens: int,
+                 progress: bool = False) -> Any:
+        """The greedy ``Generation`` of each prompt (``max_new_tokens`` at most), in the given order."""
+        from traitlab.model.generation import Generation, SamplingParams, generate_ids
+
+        self.request(prompt_ids, max_new_tokens)
+        if self._pending:
+            if self.lm.hooks.active_handles:
+                raise RuntimeError("ReplyBank generates for the un-intervened model; a hook is active")
+            todo = list(self._pending)
+            steps = max(self._pending.values())
+            responses, finished = generate_ids(self.lm.model, self.lm.hooks, [list(ids) for ids in todo],
+                                               self.lm.tokenizer.pad_token_id, self.lm.stop_ids,
+                                               SamplingParams(max_new_tokens=steps), None, self.batch_size,
+                                               progress)
+            for ids, response, stopped in zip(todo, responses, finished, strict=True):
+                self._rows[ids] = (response, stopped, steps)
+            self.generated_rows += len(todo)
+            self.generate_calls += 1
+            self._pending.clear()
+        out_ids, out_finished = [], []
+        for ids in map(tuple, prompt_ids):
+            response, stopped, _ = self._rows[ids]
+            cut = stopped and len(response) < max_new_tokens
+            out_ids.append(list(response if cut else response[:max_new_tokens]))
+            out_finished.append(cut)
+        texts = self.lm.tokenizer.batch_decode(out_ids, skip_special_tokens=True)
+        return Generation([t.strip() for t in texts], [list(p) for p in prompt_ids], out_ids, out_finished,
+                          self.lm.tokenizer.pad_token_id)
+
+    def nll(self, prompt_ids: Sequence[Sequence[int]], response_ids: Sequence[Sequence[int]],
+            batch_size: int = 32) -> list[tuple[float, int]]:
+        """``continuation_nll`` under the un-intervened model, each (prompt, response) pair computed once."""
+        keys = [(tuple(p), tuple(r)) for p, r in zip(prompt_ids, response_ids, strict=True)]
+        missing = list(dict.fromkeys(k for k in keys if k not in self._nll))
+        if missing:
+            if self.lm.hooks.active_handles:
+                raise RuntimeError("ReplyBank scores under the un-intervened model; a hook is active")
+            values = continuation_nll(self.lm, [list(p) for p, _ in missing], [list(r) for _, r in missing],
+                                      batch_size)
+            self._nll.update(zip(missing, values, strict=True))
+        return [self._nll[k] for k in keys]
+
+
+def prompt_only(intervention: Intervention | None) -> bool:
+    """True when ``intervention`` only changes the rendered prompt (none, or a prompt Intervention): its
+    greedy replies are the un-intervened model's replies to other prompts, which a ``ReplyBank`` can share."""
+    from traitlab.methods.prompting import PromptIntervention
+
+    return intervention is None or type(intervention) is PromptIntervention
+
+
 def generate_answers(lm: LoadedModel, questions: Sequence[str], intervention: Intervention | None = None,
                      samples: int = 1, temperature: float | None = None, max_new_tokens: int = 64, seed: int = 0,
-                     batch_size: int = 32, progress: bool = False) -> tuple[list[str], Any]:
+                     batch_size: int = 32, progress: bool = False,
+                     bank: ReplyBank | None = None) -> tuple[list[str], Any]:
     """``samples`` answers per question (question-major order) under ``intervention``: the repeated
-    questions and the ``Generation``."""
+    questions and the ``Generation``. Greedy answers under no or a prompt-only Intervention come from
+    ``bank`` when one is given (the same token ids as generating them here)."""
     if samples < 1:
         raise ConfigError(f"samples must be ≥ 1, got {samples}")
     temp = (0.0 if samples == 1 else 1.0) if temperature is None else temperature
     repeated = [q for q in questions for _ in range(samples)]
     applied = intervention.applied(lm) if intervention is not None else contextlib.nullcontext()
+    if bank is not None and bank.lm is lm and temp == 0 and prompt_only(intervention) \
+            and not lm.hooks.active_handles:
+        with applied:
+            prompt_ids = lm.encode(lm.render(repeated))
+        return repeated, bank.generate(prompt_ids, max_new_tokens, progress)
     with applied:
         generation = lm.generate_chat(repeated, max_new_tokens=max_new_tokens, temperature=temp, seed=seed,
                                       batch_size=batch_size, progress=progress)
     return repeated, generation
+
+
+def request_answers(bank: ReplyBank, questions: Sequence[str], intervention: Intervention | None,
+                    samples: int = 1, temperature: float | None = None, max_new_tokens: int = 64) -> bool:
+    """Note in ``bank`` the prompts ``generate_answers(…, bank=bank)`` will ask for (when it will take them
+    from the bank), so they are generated in the bank's next batch; returns whether it noted any."""
+    temp = (0.0 if samples == 1 else 1.0) if temperature is None else temperature
+    if temp != 0 or not prompt_only(intervention):
+        return False
+    lm = bank.lm
+    repeated = [q for q in questions for _ in range(samples)]
+    with intervention.applied(lm) if intervention is not None else contextlib.nullcontext():
+        bank.request(lm.encode(lm.render(repeated)), max_new_tokens)
+    return True
 
 
 def evaluate_situational(lm: LoadedModel, questions: Sequence[str], trait_judge: Judge, rubric: str, *,
@@ -176,18 +290,22 @@ def evaluate_situational(lm: LoadedModel, questions: Sequence[str], trait_judge:
                          coherence_judge: Judge | None = None, coherence_rubric: str | None = None,
                          fluency: bool = True, samples: int = 1, temperature: float | None = None,
                          max_new_tokens: int = 64, seed: int = 0, batch_size: int = 32,
-                         progress: bool = False) -> SituationalResult:
+                         progress: bool = False, bank: ReplyBank | None = None) -> SituationalResult:
     """Answer ``questions`` under ``intervention``, then (un-intervened) judge them for the trait and for
-    coherence, and measure their perplexity under the un-intervened ``lm``."""
+    coherence, and measure their perplexity under the un-intervened ``lm``. ``bank`` shares greedy replies and
+    their perplexities between the cells of a run (see ``ReplyBank``)."""
     from traitlab.evaluation.judges import COHERENCE_RUBRIC
 
     repeated, generation = generate_answers(lm, questions, intervention, samples, temperature, max_new_tokens,
-                                            seed, batch_size, progress)
+                                            seed, batch_size, progress, bank)
     answers = generation.texts
     nll = None
     if fluency or isinstance(coherence_judge, PerplexityCoherenceJudge):
         plain = lm.encode(lm.render(repeated))
-        nll = continuation_nll(lm, plain, generation.response_ids, batch_size)
+        if bank is not None and bank.lm is lm and not lm.hooks.active_handles:
+            nll = bank.nll(plain, generation.response_ids, batch_size)
+        else:
+            nll = continuation_nll(lm, plain, generation.response_ids, batch_size)
     expression = judge_all(trait_judge, [(q, a, rubric) for q, a in zip(repeated, answers, strict=True)],
                            progress=progress, description="judging trait")
     coherence = None
