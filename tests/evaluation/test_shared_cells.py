@@ -172,3 +172,20 @@ def test_runner_generates_the_prompt_cells_and_the_calibration_in_one_batch(mode
         _, alone = generate_answers(lm, question_set(spec, None, 2), intervention, max_new_tokens=6)
         answers = [a["answer"] for a in row["result"]["situational"][spec.name]["examples"]]
         assert answers == alone.texts, row["label"]
+
+
+def test_per_row_limits_give_each_row_its_own_generation(llama):
+    """``generate_ids(limits=…)``: each row's tokens and finished flag are those of a run with its own
+    ``max_new_tokens``, in a batch with longer rows."""
+    from traitlab.model.generation import SamplingParams, generate_ids
+
+    prompts = llama.encode(llama.render(QUESTIONS))
+    limits = [3, 9, 1, 6]
+    together = generate_ids(llama.model, llama.hooks, prompts, llama.tokenizer.pad_token_id, llama.stop_ids,
+                            SamplingParams(max_new_tokens=9), batch_size=4, progress=False, limits=limits)
+    for row, n in enumerate(limits):
+        alone = generate_ids(llama.model, llama.hooks, [prompts[row]], llama.tokenizer.pad_token_id,
+                             llama.stop_ids, SamplingParams(max_new_tokens=n), batch_size=1, progress=False)
+        assert (together[0][row], together[1][row]) == (alone[0][0], alone[1][0])
+    with pytest.raises(Exception, match="limits"):
+        generate_ids(llama.model, llama.hooks, prompts, 0, [], SamplingParams(max_new_tokens=4), limits=[5] * 4)

@@ -170,8 +170,9 @@ class ReplyBank:
 
     ``request(prompt_ids, n)`` notes prompts someone will ask for; ``generate(prompt_ids, n)`` returns their
     ``Generation`` (``n`` new tokens at most), generating every requested and asked-for prompt the bank lacks in
-    one ``generate_ids`` call of ``max n`` tokens. A stored row of ``m`` generated tokens serves ``n ≤ m``
-    (greedy decoding is prefix-consistent) and any ``n`` when it ended on an end-of-turn token. ``nll`` is
+    one ``generate_ids`` call, each row to its own ``n`` (``limits``). A stored row of ``m`` generated tokens
+    serves ``n ≤ m`` (greedy decoding is prefix-consistent) and any ``n`` when it ended on an end-of-turn token.
+    ``nll`` is
     ``forward.continuation_nll`` memoised per (prompt, response). Use it only for the model as loaded: the bank
     refuses to generate while a hook of the model is active (a runtime Intervention applied around it)."""
 
@@ -206,12 +207,12 @@ class ReplyBank:
             if self.lm.hooks.active_handles:
                 raise RuntimeError("ReplyBank generates for the un-intervened model; a hook is active")
             todo = list(self._pending)
-            steps = max(self._pending.values())
+            limits = [self._pending[ids] for ids in todo]
             responses, finished = generate_ids(self.lm.model, self.lm.hooks, [list(ids) for ids in todo],
                                                self.lm.tokenizer.pad_token_id, self.lm.stop_ids,
-                                               SamplingParams(max_new_tokens=steps), None, self.batch_size,
-                                               progress)
-            for ids, response, stopped in zip(todo, responses, finished, strict=True):
+                                               SamplingParams(max_new_tokens=max(limits)), None, self.batch_size,
+                                               progress, limits)
+            for ids, response, stopped, steps in zip(todo, responses, finished, limits, strict=True):
                 self._rows[ids] = (response, stopped, steps)
             self.generated_rows += len(todo)
             self.generate_calls += 1
