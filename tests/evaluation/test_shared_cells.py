@@ -189,3 +189,35 @@ def test_per_row_limits_give_each_row_its_own_generation(llama):
         assert (together[0][row], together[1][row]) == (alone[0][0], alone[1][0])
     with pytest.raises(Exception, match="limits"):
         generate_ids(llama.model, llama.hooks, prompts, 0, [], SamplingParams(max_new_tokens=4), limits=[5] * 4)
+
+
+def test_runtime_interventions_steer_their_own_rows_of_one_batch(llama):
+    """Two residual additions (one swept at two scales) and an NPTI edit generated together: every job's
+    answers are token for token those of its Intervention alone."""
+    from traitlab.evaluation.situational import generate_together, row_scalable
+    from traitlab.methods.neurons import NeuronInduction
+    from traitlab.methods.steering import ResidualSteering
+    from traitlab.methods.subnetworks import SubnetworkMask
+
+    gen = torch.Generator().manual_seed(0)
+    up = ResidualSteering({2: torch.randn(llama.hidden_size, generator=gen)}, scale=3.0)
+    down = ResidualSteering({1: torch.randn(llama.hidden_size, generator=gen)}, scale=-2.0)
+    width = llama.intermediate_size
+    neurons = NeuronInduction({0: (torch.tensor([1, 5, 9]), torch.tensor([4.0, 2.0, 3.0]))},
+                              {1: torch.tensor([0, 2, 7])}, scale=1.5)
+    jobs = [(up, QUESTIONS[:3]), (up.scaled(2.0), QUESTIONS[:3]), (down, QUESTIONS[1:]), (neurons, QUESTIONS)]
+    assert all(row_scalable(i) for i, _ in jobs) and width > 9
+    assert not row_scalable(None) and not row_scalable(PromptIntervention("Be calm."))
+    assert not row_scalable(SubnetworkMask.__new__(SubnetworkMask))
+    bank = ReplyBank(llama)
+    generate_together(llama, jobs, 10, 32, bank)
+    changed = 0
+    for intervention, questions in jobs:
+        _, kept = generate_answers(llama, questions, intervention, max_new_tokens=10, bank=bank)
+        assert bank.take_steered(intervention, questions, 10) is None  # handed out once
+        with intervention.applied(llama):
+            alone = llama.generate_chat(questions, max_new_tokens=10, batch_size=1, progress=False)
+        assert kept.response_ids == alone.response_ids and kept.texts == alone.texts
+        plain = llama.generate_chat(questions, max_new_tokens=10, batch_size=1, progress=False)
+        changed += kept.response_ids != plain.response_ids
+    assert changed >= 3  # the edits do steer: the test would pass vacuously otherwise

@@ -40,6 +40,7 @@ from traitlab.validate import shielded, write_text_atomic
 RESULTS = "results.jsonl"
 COMPLETE = "run.json"
 PROMPT_RECIPES = ("none", "prompt", "p2")  # recipes that fit nothing: at most a system prompt
+RUNTIME_RECIPES = ("persona_vectors", "npti")  # recipes whose Intervention is a runtime edit with per-row scales
 
 
 @dataclasses.dataclass(frozen=True)
@@ -227,14 +228,16 @@ def _run_cells(experiment: Experiment, specs: dict[str, Any], cells: list[Cell],
                 if c.method.name not in PROMPT_RECIPES}
         if bank is not None:
             built.update(_request_shared(experiment, specs, todo, out, lm, judges, bank))
-        shared = set(built)
+        shared = set(built)  # slots built ahead of their first cell
+        together: set[str] = set()  # cells whose answers were generated in a batch with others
+        scaled_for: dict[str, Any] = {}
 
         def describe(cell: Cell) -> str:
             at = "" if cell.scale is None else f" @ {cell.scale:g}"
             verb = "fitting (or loading) + evaluating" if cell.key in fits else "evaluating"
             return f"{verb} {cell.method.key} · {cell.trait}{at}"
 
-        for cell in steps(todo, describe, enabled=progress):
+        for position, cell in enumerate(steps(todo, describe, enabled=progress)):
             spec = specs[cell.trait]
             scale = "" if cell.scale is None else f", scale {cell.scale:g}"
             cell_label = f"{cell.method.key} on {spec.name}{scale}, seed {cell.seed}"
@@ -247,9 +250,14 @@ def _run_cells(experiment: Experiment, specs: dict[str, Any], cells: list[Cell],
                     workdir.mkdir(parents=True, exist_ok=True)
                     context = RecipeContext(lm, spec, workdir, judges)
                     built[slot] = build(cell.method.name, context, cell.method.params)
-                intervention = built[slot]
-                if intervention is not None and cell.scale is not None:
-                    intervention = intervention.scaled(cell.scale)
+                if bank is not None and cell.method.name in RUNTIME_RECIPES and cell.key not in together:
+                    scaled_for.update(_steer_together(experiment, specs, todo[position:], out, lm, judges, bank,
+                                                      built, shared, together))
+                intervention = scaled_for.pop(cell.key, None)
+                if intervention is None:
+                    intervention = built[slot]
+                    if intervention is not None and cell.scale is not None:
+                        intervention = intervention.scaled(cell.scale)
                 start = time.perf_counter()
                 result = evaluate(lm, intervention, [spec], experiment.evaluations, judges, cell.seed,
                                   progress=False, monitor=first_of_slot, bank=bank)
@@ -297,3 +305,45 @@ def _request_shared(experiment: Experiment, specs: dict[str, Any], todo: list[Ce
                         config.samples, config.temperature, config.max_new_tokens)
     judges.request_calibration()
     return built
+
+
+def _steer_together(experiment: Experiment, specs: dict[str, Any], cells: list[Cell], out: Path, lm: Any,
+                    judges: Any, bank: Any, built: dict[tuple[str, str], Any], shared: set[tuple[str, str]],
+                    together: set[str]) -> dict[str, Any]:
+    """Fit (or load) the runtime Interventions of the cells still to run (``RUNTIME_RECIPES``) and generate
+    their greedy answers in one batch (``situational.generate_together``: each steers only its own rows), kept
+    in ``bank`` for each cell's evaluation. Returns each cell's scaled Intervention (the object the answers are
+    kept under) by cell key; slots built here join ``shared``, cells batched here join ``together``."""
+    from traitlab.evaluation.config import SituationalConfig
+    from traitlab.evaluation.situational import generate_together, question_set, row_scalable
+
+    evaluations = experiment.evaluations
+    config = evaluations.situational or (SituationalConfig() if evaluations.coherence is not None else None)
+    if config is None:
+        return {}
+    temperature = (0.0 if config.samples == 1 else 1.0) if config.temperature is None else config.temperature
+    if temperature != 0:
+        return {}
+    jobs, scaled = [], {}
+    for cell in cells:
+        if cell.method.name not in RUNTIME_RECIPES or cell.key in together:
+            continue
+        spec = specs[cell.trait]
+        slot = (cell.method.key, cell.trait)
+        if slot not in built:
+            workdir = out / "work" / cell.method.key / spec.name
+            workdir.mkdir(parents=True, exist_ok=True)
+            built[slot] = build(cell.method.name, RecipeContext(lm, spec, workdir, judges), cell.method.params)
+            shared.add(slot)
+        intervention = built[slot]
+        if intervention is not None and cell.scale is not None:
+            intervention = intervention.scaled(cell.scale)
+        if not row_scalable(intervention):
+            continue
+        together.add(cell.key)
+        scaled[cell.key] = intervention
+        questions = question_set(spec, config.questions, config.n_questions)
+        jobs.append((intervention, [q for q in questions for _ in range(config.samples)]))
+    if len(jobs) > 1:
+        generate_together(lm, jobs, config.max_new_tokens, config.batch_size, bank)
+    return scaled

@@ -20,7 +20,10 @@ asks for generates all of them in one batched call (one forward per decoding ste
 small batch per cell), and a prompt two cells share (the ``none`` cell of both poles) is generated once. Greedy
 decoding is prefix-consistent, so a row generated for ``m`` tokens serves any request of ``n ≤ m`` tokens
 (its first ``n`` tokens, finished when the end-of-turn token came within them). The bank also keeps each
-reply's log-likelihood under the model (``nll``), the fluency every cell measures.
+reply's log-likelihood under the model (``nll``), the fluency every cell measures. Runtime Interventions that
+take per-row scales (``row_scalable``: persona vectors, NPTI) are generated together too
+(``generate_together``): each steers its own rows of one batch (scale 1 there, 0 on the others, which leaves a
+row exactly as it is), and the bank keeps the answers for each cell.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from traitlab.errors import ConfigError
 from traitlab.evaluation import scoring
@@ -184,8 +189,24 @@ class ReplyBank:
         self._rows: dict[tuple[int, ...], tuple[list[int], bool, int]] = {}  # ids → (response, stopped, steps)
         self._pending: dict[tuple[int, ...], int] = {}
         self._nll: dict[tuple[tuple[int, ...], tuple[int, ...]], tuple[float, int]] = {}
+        self._steered: dict[int, tuple[Intervention, tuple[str, ...], int, Any]] = {}
         self.generated_rows = 0
         self.generate_calls = 0
+
+    def put_steered(self, intervention: Intervention, questions: Sequence[str], max_new_tokens: int,
+                    generation: Any) -> None:
+        """Keep the greedy answers ``generate_together`` made under ``intervention`` (this very object) for the
+        ``generate_answers`` call that asks for them."""
+        self._steered[id(intervention)] = (intervention, tuple(questions), max_new_tokens, generation)
+
+    def take_steered(self, intervention: Intervention | None, questions: Sequence[str],
+                     max_new_tokens: int) -> Any | None:
+        """The kept answers under ``intervention`` to exactly these questions, once; else ``None``."""
+        entry = self._steered.get(id(intervention))
+        if entry is None or entry[0] is not intervention or entry[1:3] != (tuple(questions), max_new_tokens):
+            return None
+        del self._steered[id(intervention)]
+        return entry[3]
 
     def _has(self, ids: tuple[int, ...], n: int) -> bool:
         row = self._rows.get(ids)
@@ -249,6 +270,45 @@ def prompt_only(intervention: Intervention | None) -> bool:
     return intervention is None or type(intervention) is PromptIntervention
 
 
+def row_scalable(intervention: Intervention | None) -> bool:
+    """True for a runtime Intervention whose per-row scale 0 leaves a row exactly as it is and whose per-row
+    scale 1 is exactly the Intervention (residual addition or ablation, NPTI's neuron edit): several of them
+    can then steer disjoint rows of one batch."""
+    from traitlab.methods.neurons import NeuronInduction
+    from traitlab.methods.steering import ResidualSteering
+
+    if intervention is None or intervention.weight_space:
+        return False
+    return type(intervention) is NeuronInduction or (isinstance(intervention, ResidualSteering)
+                                                      and intervention.mode in ("add", "ablate"))
+
+
+def generate_together(lm: LoadedModel, jobs: Sequence[tuple[Intervention, Sequence[str]]], max_new_tokens: int,
+                      batch_size: int, bank: ReplyBank) -> None:
+    """Greedy answers of several row-scalable Interventions (``row_scalable``) to their questions in one
+    batched generation: each Intervention is applied with per-row scale 1 on its own rows and 0 on every other
+    row, so each row is steered by its own Intervention only (the same numbers as steering it alone). The
+    answers go to ``bank`` (``put_steered``) for each job's ``generate_answers``."""
+    from traitlab.model.generation import Generation
+
+    if not all(row_scalable(intervention) for intervention, _ in jobs):
+        raise ConfigError("generate_together takes row-scalable Interventions only")
+    rows = [q for _, questions in jobs for q in questions]
+    owner = torch.tensor([n for n, (_, questions) in enumerate(jobs) for _ in questions])
+    with contextlib.ExitStack() as stack:
+        for n, (intervention, _) in enumerate(jobs):
+            stack.enter_context(intervention.applied(lm, row_scale=(owner == n).float()))
+        generation = lm.generate_chat(rows, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=False)
+    start = 0
+    for intervention, questions in jobs:
+        part = slice(start, start + len(questions))
+        start += len(questions)
+        bank.put_steered(intervention, questions, max_new_tokens,
+                         Generation(generation.texts[part], generation.prompt_ids[part],
+                                    generation.response_ids[part], generation.finished[part],
+                                    generation.pad_token_id))
+
+
 def generate_answers(lm: LoadedModel, questions: Sequence[str], intervention: Intervention | None = None,
                      samples: int = 1, temperature: float | None = None, max_new_tokens: int = 64, seed: int = 0,
                      batch_size: int = 32, progress: bool = False,
@@ -261,6 +321,9 @@ def generate_answers(lm: LoadedModel, questions: Sequence[str], intervention: In
     temp = (0.0 if samples == 1 else 1.0) if temperature is None else temperature
     repeated = [q for q in questions for _ in range(samples)]
     applied = intervention.applied(lm) if intervention is not None else contextlib.nullcontext()
+    kept = bank.take_steered(intervention, repeated, max_new_tokens) if bank is not None and temp == 0 else None
+    if kept is not None:
+        return repeated, kept
     if bank is not None and bank.lm is lm and temp == 0 and prompt_only(intervention) \
             and not lm.hooks.active_handles:
         with applied:
