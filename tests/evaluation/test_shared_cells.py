@@ -221,3 +221,19 @@ def test_runtime_interventions_steer_their_own_rows_of_one_batch(llama):
         plain = llama.generate_chat(questions, max_new_tokens=10, batch_size=1, progress=False)
         changed += kept.response_ids != plain.response_ids
     assert changed >= 3  # the edits do steer: the test would pass vacuously otherwise
+
+
+def test_steering_hooks_skip_a_batch_with_no_steered_row(llama):
+    """Per-row coefficients all 0 in a batch: residual addition and the neuron edit return it untouched."""
+    from traitlab.model import neuron_edit, residual_add
+
+    ids = torch.tensor(llama.encode(llama.render(QUESTIONS[:2]))[0])[None].repeat(2, 1)
+    with torch.no_grad():
+        plain = llama.model(ids).logits
+        with llama.hooks.tracking(), residual_add(llama, 2, torch.ones(llama.hidden_size), torch.zeros(2), "all"), \
+                neuron_edit(llama, 0, [1, 2], 5.0, [3], torch.zeros(2), "all"):
+            zero = llama.model(ids).logits
+        with llama.hooks.tracking(), residual_add(llama, 2, torch.ones(llama.hidden_size), torch.tensor([0.0, 1.0]),
+                                                  "all"):
+            half = llama.model(ids).logits
+    assert torch.equal(zero, plain) and torch.equal(half[0], plain[0]) and not torch.equal(half[1], plain[1])

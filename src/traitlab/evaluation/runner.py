@@ -344,6 +344,14 @@ def _steer_together(experiment: Experiment, specs: dict[str, Any], cells: list[C
         scaled[cell.key] = intervention
         questions = question_set(spec, config.questions, config.n_questions)
         jobs.append((intervention, [q for q in questions for _ in range(config.samples)]))
-    if len(jobs) > 1:
-        generate_together(lm, jobs, config.max_new_tokens, config.batch_size, bank)
+    # groups of at most one batch of rows: every Intervention's hooks run on every row of its batch, so a group
+    # larger than a batch would only multiply hook work (the demo's quick run is one group of 16 rows)
+    group: list[tuple[Any, list[str]]] = []
+    for job in [*jobs, None]:
+        if job is None or (group and sum(len(q) for _, q in group) + len(job[1]) > config.batch_size):
+            if len(group) > 1:  # alone in its group, a cell generates its answers as usual
+                generate_together(lm, group, config.max_new_tokens, config.batch_size, bank)
+            group = []
+        if job is not None:
+            group.append(job)
     return scaled
