@@ -237,3 +237,52 @@ def test_steering_hooks_skip_a_batch_with_no_steered_row(llama):
                                                   "all"):
             half = llama.model(ids).logits
     assert torch.equal(zero, plain) and torch.equal(half[0], plain[0]) and not torch.equal(half[1], plain[1])
+
+
+def test_runner_groups_the_steered_cells_into_batches(model_dir, tmp_path, monkeypatch):
+    """Persona-vector cells at two scales and NPTI cells on two poles (fits replaced by fixed Interventions):
+    generated in groups of at most one batch of rows, each cell's answers those of its Intervention alone."""
+    from traitlab.evaluation import runner, situational
+    from traitlab.methods.neurons import NeuronInduction
+    from traitlab.methods.steering import ResidualSteering
+    from traitlab.model import load_model
+    from traitlab.traits import load_trait
+
+    lm = load_model(str(model_dir))
+    made: dict[tuple[str, str], object] = {}
+
+    def fake_build(name, context, params):
+        seed = len(made) + 1
+        if name == "npti":
+            made[(name, context.spec.name)] = NeuronInduction(
+                {0: (torch.tensor([seed, seed + 3]), torch.tensor([4.0, 3.0]))}, {}, scale=1.0)
+        else:
+            made[(name, context.spec.name)] = ResidualSteering(
+                {2: 3 * torch.randn(lm.hidden_size, generator=torch.Generator().manual_seed(seed))})
+        return made[(name, context.spec.name)]
+
+    groups = []
+    real_together = situational.generate_together
+
+    def counting(lm_, jobs, *args):
+        groups.append(sum(len(q) for _, q in jobs))
+        return real_together(lm_, jobs, *args)
+
+    monkeypatch.setattr(runner, "build", fake_build)
+    monkeypatch.setattr(situational, "generate_together", counting)
+    experiment = {"name": "steered", "model": str(model_dir), "traits": ["extraversion_high", "extraversion_low"],
+                  "methods": [{"name": "persona_vectors", "sweep": {"scale": [1.0, 2.0]}}, {"name": "npti"}],
+                  "evaluations": {"situational": {"n_questions": 3, "max_new_tokens": 6, "examples": 3,
+                                                  "batch_size": 7}},
+                  "judge": {"kind": "auto", "reference": str(model_dir)}}
+    rows = runner.run_experiment(experiment, tmp_path / "run", progress=False, report=False, lm=lm)
+    assert len(rows) == 6 and groups == [6, 6, 6]  # 6 cells x 3 questions, at most 7 rows a batch
+    for row in rows:
+        spec = load_trait(row["trait"])
+        intervention = made[(row["method"], spec.name)]
+        if row["scale"] is not None:
+            intervention = intervention.scaled(row["scale"])
+        with intervention.applied(lm):
+            alone = lm.generate_chat(situational.question_set(spec, None, 3), max_new_tokens=6, progress=False)
+        answers = [a["answer"] for a in row["result"]["situational"][spec.name]["examples"]]
+        assert answers == alone.texts, (row["label"], row["trait"], row["scale"])
