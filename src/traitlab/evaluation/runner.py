@@ -252,7 +252,7 @@ def _run_cells(experiment: Experiment, specs: dict[str, Any], cells: list[Cell],
                     built[slot] = build(cell.method.name, context, cell.method.params)
                 if bank is not None and cell.method.name in RUNTIME_RECIPES and cell.key not in together:
                     scaled_for.update(_steer_together(experiment, specs, todo[position:], out, lm, judges, bank,
-                                                      built, shared, together))
+                                                      built, shared, together, progress))
                 intervention = scaled_for.pop(cell.key, None)
                 if intervention is None:
                     intervention = built[slot]
@@ -309,7 +309,7 @@ def _request_shared(experiment: Experiment, specs: dict[str, Any], todo: list[Ce
 
 def _steer_together(experiment: Experiment, specs: dict[str, Any], cells: list[Cell], out: Path, lm: Any,
                     judges: Any, bank: Any, built: dict[tuple[str, str], Any], shared: set[tuple[str, str]],
-                    together: set[str]) -> dict[str, Any]:
+                    together: set[str], progress: bool = False) -> dict[str, Any]:
     """Fit (or load) the runtime Interventions of the cells still to run (``RUNTIME_RECIPES``) and generate
     their greedy answers in one batch (``situational.generate_together``: each steers only its own rows), kept
     in ``bank`` for each cell's evaluation. Returns each cell's scaled Intervention (the object the answers are
@@ -333,7 +333,11 @@ def _steer_together(experiment: Experiment, specs: dict[str, Any], cells: list[C
         if slot not in built:
             workdir = out / "work" / cell.method.key / spec.name
             workdir.mkdir(parents=True, exist_ok=True)
-            built[slot] = build(cell.method.name, RecipeContext(lm, spec, workdir, judges), cell.method.params)
+            if progress:
+                stderr.print(f"fitting (or loading) {cell.method.key} · {cell.trait} ahead of its cell, to generate "
+                             "the steered cells together")
+            with activity(f"{cell.method.key} on {spec.name} (ahead)"):
+                built[slot] = build(cell.method.name, RecipeContext(lm, spec, workdir, judges), cell.method.params)
             shared.add(slot)
         intervention = built[slot]
         if intervention is not None and cell.scale is not None:
