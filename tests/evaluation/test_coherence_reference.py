@@ -50,3 +50,25 @@ def test_calibration_takes_the_baseline_reference(llama):
     assert sum(s > 50 for s in scores) >= 2
     looped = calibrated.measures([QUESTION], [" ".join(["I love parties!"] * 12)])[0]
     assert looped["repetition"] == 0.0 and looped["coherence"] == 0.0
+
+
+def test_perplexity_with_the_head_on_reply_positions_equals_the_full_head(gemma):
+    """Gemma's 262k-token head run on the reply positions only (``continuation_logprobs``) gives the
+    perplexities of a plain full-head forward of each reply alone, within 1e-4 relative."""
+    import math
+
+    import torch
+
+    from traitlab.evaluation.coherence import plain_prompt
+
+    replies = [*FLUENT, *BROKEN.values()]
+    judge = ReferenceCoherenceJudge(gemma)
+    sliced = judge.perplexities([QUESTION] * len(replies), replies)
+    tok = gemma.tokenizer
+    for reply, got in zip(replies, sliced, strict=True):
+        prompt = tok(plain_prompt(QUESTION), add_special_tokens=True)["input_ids"]
+        answer = tok(" " + reply.strip(), add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            logits = gemma.model(input_ids=torch.tensor([prompt + answer])).logits[0].float()
+        lp = torch.log_softmax(logits[len(prompt) - 1:-1], -1).gather(-1, torch.tensor(answer)[:, None])
+        assert abs(got - math.exp(-lp.mean().item())) < 1e-4 * got

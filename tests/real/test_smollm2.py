@@ -83,3 +83,29 @@ def test_no_system_prompt_means_the_templates_default(smollm2):
     assert prompted[0].startswith("<|im_start|>system\nYou are shy.<|im_end|>")
     with smollm2.default_system("You are shy."):
         assert smollm2.render(["Hi"]) == prompted
+
+
+def test_shared_and_steered_batches_give_each_conditions_own_replies(smollm2):
+    """The demo's batching on the real model (real end-of-turn tokens): the reply bank's one batch of plain and
+    persona-prompted rows, and two persona-vector-like steerings generated together, each equal their own
+    generation."""
+    from traitlab.evaluation.situational import ReplyBank, generate_answers, generate_together, request_answers
+    from traitlab.methods.prompting import PromptIntervention
+    from traitlab.methods.steering import ResidualSteering
+
+    persona = PromptIntervention("You are extremely outgoing, talkative and loud.")
+    bank = ReplyBank(smollm2)
+    request_answers(bank, PROMPTS, persona, max_new_tokens=16)
+    _, plain = generate_answers(smollm2, PROMPTS, None, max_new_tokens=16, bank=bank)
+    _, prompted = generate_answers(smollm2, PROMPTS, persona, max_new_tokens=16, bank=bank)
+    assert bank.generate_calls == 1
+    assert plain.response_ids == smollm2.generate_chat(PROMPTS, max_new_tokens=16, progress=False).response_ids
+    with persona.applied(smollm2):
+        assert prompted.texts == smollm2.generate_chat(PROMPTS, max_new_tokens=16, progress=False).texts
+    v = torch.randn(576, generator=torch.Generator().manual_seed(1))
+    up, down = ResidualSteering({12: 4 * v / v.norm()}, scale=2.0), ResidualSteering({12: 4 * v / v.norm()}, scale=-2.0)
+    generate_together(smollm2, [(up, PROMPTS), (down, PROMPTS)], 16, 32, bank)
+    for steering in (up, down):
+        _, kept = generate_answers(smollm2, PROMPTS, steering, max_new_tokens=16, bank=bank)
+        with steering.applied(smollm2):
+            assert kept.texts == smollm2.generate_chat(PROMPTS, max_new_tokens=16, progress=False).texts

@@ -10,6 +10,9 @@
   catches it: ``1 − (rep3 − ref_rep3) / 0.5``, clipped to [0, 1].
 - **Score**: ``100 · fluency · repetition`` (0 for an empty reply).
 
+Each (question, reply) pair's perplexity is computed once per judge (``perplexities`` remembers it): the
+demo's ``none`` cells of a trait's two poles answer the same questions with the same replies.
+
 ``good`` and ``ref_rep3`` come from the unsteered model's own replies (``calibrate``: their median perplexity
 and mean repeat rate), so its ordinary replies score near 100 and what heavy steering breaks (keyword salad:
 high perplexity; loops: repeated 3-grams) scores low even when it is full of trait words. Without a
@@ -20,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -66,6 +69,7 @@ class ReferenceCoherenceJudge:
     ref_rep3: float = 0.0
     batch_size: int = 16
     calibration: str = "default"
+    memo: dict[tuple[str, str], float | None] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.good >= 1.0:
@@ -77,14 +81,20 @@ class ReferenceCoherenceJudge:
         return f"coherence:{self.reference.spec}{tail}"
 
     def perplexities(self, questions: Sequence[str], replies: Sequence[str]) -> list[float | None]:
+        """The reply's perplexity ``exp(Σ −log p / n)`` under the reference LM, given its question in the plain
+        layout (``None`` for an empty reply); pairs seen before are not computed again."""
         from traitlab.evaluation.forward import continuation_nll
 
-        tok = self.reference.tokenizer
-        prompts = [tok(plain_prompt(q), add_special_tokens=True)["input_ids"] for q in questions]
-        answers = [tok(" " + r.strip(), add_special_tokens=False)["input_ids"][:MAX_REPLY_TOKENS]
-                   if r.strip() else [] for r in replies]
-        return [math.exp(nll / n) if n else None
-                for nll, n in continuation_nll(self.reference, prompts, answers, self.batch_size)]
+        keys = list(zip(questions, replies, strict=True))
+        todo = list(dict.fromkeys(k for k in keys if k not in self.memo))
+        if todo:
+            tok = self.reference.tokenizer
+            prompts = [tok(plain_prompt(q), add_special_tokens=True)["input_ids"] for q, _ in todo]
+            answers = [tok(" " + r.strip(), add_special_tokens=False)["input_ids"][:MAX_REPLY_TOKENS]
+                       if r.strip() else [] for _, r in todo]
+            nlls = continuation_nll(self.reference, prompts, answers, self.batch_size)
+            self.memo.update((k, math.exp(nll / n) if n else None) for k, (nll, n) in zip(todo, nlls, strict=True))
+        return [self.memo[k] for k in keys]
 
     def measures(self, questions: Sequence[str], replies: Sequence[str]) -> list[dict[str, float | None]]:
         """Per reply: ``perplexity``, ``rep3``, ``distinct1``, ``distinct2``, ``fluency``, ``repetition``,
@@ -110,7 +120,7 @@ class ReferenceCoherenceJudge:
         if len(ppls) < 4:
             raise ConfigError("coherence calibration needs at least 4 non-empty baseline replies")
         rep3 = float(np.mean([repetition_measures(r)["rep3"] for r in replies if r.strip()]))
-        return ReferenceCoherenceJudge(self.reference, float(np.median(ppls)), rep3, self.batch_size, label)
+        return ReferenceCoherenceJudge(self.reference, float(np.median(ppls)), rep3, self.batch_size, label, self.memo)
 
     def score(self, question: str, answer: str, rubric: str = "") -> float | None:
         return self.score_many([(question, answer, rubric)])[0]

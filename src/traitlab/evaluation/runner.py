@@ -39,6 +39,8 @@ from traitlab.validate import shielded, write_text_atomic
 
 RESULTS = "results.jsonl"
 COMPLETE = "run.json"
+PROMPT_RECIPES = ("none", "prompt", "p2")  # recipes that fit nothing: at most a system prompt
+RUNTIME_RECIPES = ("persona_vectors", "npti")  # recipes whose Intervention is a runtime edit with per-row scales
 
 
 @dataclasses.dataclass(frozen=True)
@@ -208,6 +210,7 @@ def _mark_complete(folder: Path, experiment: Experiment, cells: list[Cell]) -> N
 def _run_cells(experiment: Experiment, specs: dict[str, Any], cells: list[Cell], out: Path, progress: bool,
                on_cell: Callable[[dict[str, Any]], None] | None, lm: Any | None) -> list[dict[str, Any]]:
     """Run the cells not yet in ``out/results.jsonl``, committing each as it finishes; all rows in plan order."""
+    from traitlab.evaluation.situational import ReplyBank
     from traitlab.evaluation.suite import Judges, evaluate, headline
 
     (out / COMPLETE).unlink(missing_ok=True)  # the folder is a run in progress until the end
@@ -215,36 +218,49 @@ def _run_cells(experiment: Experiment, specs: dict[str, Any], cells: list[Cell],
     done = read_results(results)
     todo = [c for c in cells if c.key not in done]
     if todo:
-        judges = Judges.from_config(experiment.judge, lm)
+        situational = experiment.evaluations.situational
+        bank = ReplyBank(lm, situational.batch_size if situational else 32) if lm is not None else None
+        judges = Judges.from_config(experiment.judge, lm, out / "work" / "judges", bank)
         built: dict[tuple[str, str], Any] = {}
         if progress and len(cells) > len(todo):
             stderr.print(f"resuming: {len(cells) - len(todo)} of {len(cells)} cells already in {results}")
         fits = {c.key for c in {(c.method.key, c.trait): c for c in reversed(todo)}.values()
-                if c.method.name not in ("none", "prompt", "p2")}
+                if c.method.name not in PROMPT_RECIPES}
+        if bank is not None:
+            built.update(_request_shared(experiment, specs, todo, out, lm, judges, bank))
+        shared = set(built)  # slots built ahead of their first cell
+        together: set[str] = set()  # cells whose answers were generated in a batch with others
+        scaled_for: dict[str, Any] = {}
 
         def describe(cell: Cell) -> str:
             at = "" if cell.scale is None else f" @ {cell.scale:g}"
             verb = "fitting (or loading) + evaluating" if cell.key in fits else "evaluating"
             return f"{verb} {cell.method.key} · {cell.trait}{at}"
 
-        for cell in steps(todo, describe, enabled=progress):
+        for position, cell in enumerate(steps(todo, describe, enabled=progress)):
             spec = specs[cell.trait]
             scale = "" if cell.scale is None else f", scale {cell.scale:g}"
             cell_label = f"{cell.method.key} on {spec.name}{scale}, seed {cell.seed}"
             with activity(cell_label):
                 slot = (cell.method.key, cell.trait)
-                first_of_slot = slot not in built
-                if first_of_slot:
+                first_of_slot = slot not in built or slot in shared
+                shared.discard(slot)
+                if slot not in built:
                     workdir = out / "work" / cell.method.key / spec.name
                     workdir.mkdir(parents=True, exist_ok=True)
                     context = RecipeContext(lm, spec, workdir, judges)
                     built[slot] = build(cell.method.name, context, cell.method.params)
-                intervention = built[slot]
-                if intervention is not None and cell.scale is not None:
-                    intervention = intervention.scaled(cell.scale)
+                if bank is not None and cell.method.name in RUNTIME_RECIPES and cell.key not in together:
+                    scaled_for.update(_steer_together(experiment, specs, todo[position:], out, lm, judges, bank,
+                                                      built, shared, together, progress))
+                intervention = scaled_for.pop(cell.key, None)
+                if intervention is None:
+                    intervention = built[slot]
+                    if intervention is not None and cell.scale is not None:
+                        intervention = intervention.scaled(cell.scale)
                 start = time.perf_counter()
                 result = evaluate(lm, intervention, [spec], experiment.evaluations, judges, cell.seed,
-                                  progress=False, monitor=first_of_slot)
+                                  progress=False, monitor=first_of_slot, bank=bank)
             row = {
                 "key": cell.key, "experiment": experiment.name, "model": experiment.model,
                 "method": cell.method.name, "label": cell.method.key, "trait": cell.trait, "spec": spec.name,
@@ -258,3 +274,88 @@ def _run_cells(experiment: Experiment, specs: dict[str, Any], cells: list[Cell],
             if on_cell is not None:
                 on_cell(row)
     return [done[c.key] for c in cells]
+
+
+def _request_shared(experiment: Experiment, specs: dict[str, Any], todo: list[Cell], out: Path, lm: Any,
+                    judges: Any, bank: Any) -> dict[tuple[str, str], Any]:
+    """Build the prompt-only cells' interventions (they fit nothing) and note their greedy answers and the
+    judges' calibration replies in ``bank``, so the first cell generates all of them in one batch. Returns
+    the interventions built, by (method label, trait)."""
+    from traitlab.evaluation.config import SituationalConfig
+    from traitlab.evaluation.situational import question_set, request_answers
+
+    evaluations = experiment.evaluations
+    config = evaluations.situational or (SituationalConfig() if evaluations.coherence is not None else None)
+    built: dict[tuple[str, str], Any] = {}
+    if config is None:
+        return built
+    for cell in todo:
+        if cell.method.name not in PROMPT_RECIPES:
+            continue
+        spec = specs[cell.trait]
+        slot = (cell.method.key, cell.trait)
+        if slot not in built:
+            workdir = out / "work" / cell.method.key / spec.name
+            workdir.mkdir(parents=True, exist_ok=True)
+            built[slot] = build(cell.method.name, RecipeContext(lm, spec, workdir, judges), cell.method.params)
+        intervention = built[slot]
+        if intervention is not None and cell.scale is not None:
+            intervention = intervention.scaled(cell.scale)
+        request_answers(bank, question_set(spec, config.questions, config.n_questions), intervention,
+                        config.samples, config.temperature, config.max_new_tokens)
+    judges.request_calibration()
+    return built
+
+
+def _steer_together(experiment: Experiment, specs: dict[str, Any], cells: list[Cell], out: Path, lm: Any,
+                    judges: Any, bank: Any, built: dict[tuple[str, str], Any], shared: set[tuple[str, str]],
+                    together: set[str], progress: bool = False) -> dict[str, Any]:
+    """Fit (or load) the runtime Interventions of the cells still to run (``RUNTIME_RECIPES``) and generate
+    their greedy answers in one batch (``situational.generate_together``: each steers only its own rows), kept
+    in ``bank`` for each cell's evaluation. Returns each cell's scaled Intervention (the object the answers are
+    kept under) by cell key; slots built here join ``shared``, cells batched here join ``together``."""
+    from traitlab.evaluation.config import SituationalConfig
+    from traitlab.evaluation.situational import generate_together, question_set, row_scalable
+
+    evaluations = experiment.evaluations
+    config = evaluations.situational or (SituationalConfig() if evaluations.coherence is not None else None)
+    if config is None:
+        return {}
+    temperature = (0.0 if config.samples == 1 else 1.0) if config.temperature is None else config.temperature
+    if temperature != 0:
+        return {}
+    jobs, scaled = [], {}
+    for cell in cells:
+        if cell.method.name not in RUNTIME_RECIPES or cell.key in together:
+            continue
+        spec = specs[cell.trait]
+        slot = (cell.method.key, cell.trait)
+        if slot not in built:
+            workdir = out / "work" / cell.method.key / spec.name
+            workdir.mkdir(parents=True, exist_ok=True)
+            if progress:
+                stderr.print(f"fitting (or loading) {cell.method.key} · {cell.trait} ahead of its cell, to generate "
+                             "the steered cells together")
+            with activity(f"{cell.method.key} on {spec.name} (ahead)"):
+                built[slot] = build(cell.method.name, RecipeContext(lm, spec, workdir, judges), cell.method.params)
+            shared.add(slot)
+        intervention = built[slot]
+        if intervention is not None and cell.scale is not None:
+            intervention = intervention.scaled(cell.scale)
+        if not row_scalable(intervention):
+            continue
+        together.add(cell.key)
+        scaled[cell.key] = intervention
+        questions = question_set(spec, config.questions, config.n_questions)
+        jobs.append((intervention, [q for q in questions for _ in range(config.samples)]))
+    # groups of at most one batch of rows: every Intervention's hooks run on every row of its batch, so a group
+    # larger than a batch would only multiply hook work (the demo's quick run is one group of 16 rows)
+    group: list[tuple[Any, list[str]]] = []
+    for job in [*jobs, None]:
+        if job is None or (group and sum(len(q) for _, q in group) + len(job[1]) > config.batch_size):
+            if len(group) > 1:  # alone in its group, a cell generates its answers as usual
+                generate_together(lm, group, config.max_new_tokens, config.batch_size, bank)
+            group = []
+        if job is not None:
+            group.append(job)
+    return scaled

@@ -62,9 +62,11 @@ class Judges:
     embedding: Any = None
 
     @classmethod
-    def from_config(cls, config: JudgeConfig, lm: LoadedModel) -> Judges:
+    def from_config(cls, config: JudgeConfig, lm: LoadedModel, cache_dir: Any = None, bank: Any = None) -> Judges:
         """The one judge factory: a judge kind → the shared trait judge and the coherence judge. Every
-        command and the runner build their judges here (a new judge kind is one more branch)."""
+        command and the runner build their judges here (a new judge kind is one more branch). The offline
+        judges keep their calibration in ``cache_dir`` and draw its replies from ``bank`` (a
+        ``situational.ReplyBank``) when given."""
         kind = config.kind
         if kind == "auto":
             kind = "oracle" if is_organism(lm) else "endpoint" if config.url else "embedding"
@@ -73,7 +75,7 @@ class Judges:
         if kind == "embedding":
             from traitlab.evaluation.offline import LazyOfflineJudges
 
-            offline = LazyOfflineJudges(lm, config.reference, config.calibrate)
+            offline = LazyOfflineJudges(lm, config.reference, config.calibrate, cache_dir, bank)
             return cls("embedding", lm, None, offline.coherence_judge(), offline)
         if kind == "endpoint":
             judge: Judge = endpoint_judge(config)
@@ -82,6 +84,11 @@ class Judges:
         else:
             raise ConfigError(f"unknown judge kind '{kind}'")
         return cls(kind, lm, judge, RubricJudge(judge, COHERENCE_RUBRIC))
+
+    def request_calibration(self) -> None:
+        """Have the offline judges' calibration replies generated in their reply bank's next batch."""
+        if self.embedding is not None:
+            self.embedding.request()
 
     def trait_judge(self, spec: Any) -> tuple[Judge, str]:
         """The judge and rubric of a TraitSpec (its ``eval_prompt``)."""
@@ -133,7 +140,7 @@ def run_questionnaire(lm: LoadedModel, intervention: Intervention | None, config
 
 def run_situational(lm: LoadedModel, intervention: Intervention | None, spec: Any, judges: Judges,
                     config: SituationalConfig, with_coherence: bool, fluency: bool, seed: int = 0,
-                    progress: bool = False) -> dict[str, Any]:
+                    progress: bool = False, bank: Any = None) -> dict[str, Any]:
     from traitlab.evaluation.situational import evaluate_situational, question_set
 
     questions = question_set(spec, config.questions, config.n_questions)
@@ -143,7 +150,7 @@ def run_situational(lm: LoadedModel, intervention: Intervention | None, spec: An
         intervention=intervention, coherence_judge=judges.coherence if with_coherence else None,
         coherence_rubric=COHERENCE_RUBRIC, fluency=fluency, samples=config.samples,
         temperature=config.temperature, max_new_tokens=config.max_new_tokens, seed=seed,
-        batch_size=config.batch_size, progress=progress)
+        batch_size=config.batch_size, progress=progress, bank=bank)
     return {**result.summary(), "spec": spec.name, "examples": result.examples(config.examples)}
 
 
@@ -160,9 +167,11 @@ def run_capability(lm: LoadedModel, intervention: Intervention | None, config: C
 
 
 def evaluate(lm: LoadedModel, intervention: Intervention | None, specs: Sequence[Any], evaluations: Evaluations,
-             judges: Judges, seed: int = 0, progress: bool = False, monitor: bool = True) -> dict[str, Any]:
+             judges: Judges, seed: int = 0, progress: bool = False, monitor: bool = True,
+             bank: Any = None) -> dict[str, Any]:
     """Run the requested suites for one condition; situational/coherence/monitor run per trait spec. The
-    monitor (un-intervened, so the same for every scale of one intervention) runs only when ``monitor``."""
+    monitor (un-intervened, so the same for every scale of one intervention) runs only when ``monitor``.
+    ``bank`` (a ``situational.ReplyBank``) shares greedy replies and their perplexities between conditions."""
     out: dict[str, Any] = {}
     ev = evaluations
     if ev.monitor is not None and monitor:
@@ -182,7 +191,8 @@ def evaluate(lm: LoadedModel, intervention: Intervention | None, specs: Sequence
         config = ev.situational or SituationalConfig()
         fluency = ev.coherence.fluency if ev.coherence is not None else True
         out["situational"] = {spec.name: run_situational(lm, intervention, spec, judges, config,
-                                                         ev.coherence is not None, fluency, seed, progress)
+                                                         ev.coherence is not None, fluency, seed, progress,
+                                                         bank)
                               for spec in specs}
     if ev.capability is not None:
         out["capability"] = run_capability(lm, intervention, ev.capability, progress)

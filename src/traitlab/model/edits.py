@@ -82,7 +82,10 @@ def residual_add(engine: HookEngine, layer: int, vector: Any, coef: Coef = 1.0,
 
     def add(hidden: torch.Tensor, state: ForwardState) -> torch.Tensor:
         batch = hidden.shape[0]
-        delta = _row_coef(coef, batch, hidden, state) * _row_vector(v, batch, hidden, state)
+        row_coef = _row_coef(coef, batch, hidden, state)
+        if row_coef.shape[0] > 1 and hidden.device.type == "cpu" and not bool(row_coef.any()):
+            return hidden  # no row of this batch is steered (h + 0·v is h)
+        delta = row_coef * _row_vector(v, batch, hidden, state)
         return hidden + state.mask(mode).unsqueeze(-1).to(hidden.dtype) * delta
 
     with engine.residual(layer, add):
@@ -179,8 +182,11 @@ def neuron_edit(engine: HookEngine, block: int, boost_index: Sequence[int] | tor
         selected = state.mask(mode).unsqueeze(-1)
         if per_row:
             row_coef = _row_coef(coef, output.shape[0], output, state)
+            steered = row_coef != 0
+            if output.device.type == "cpu" and not bool(steered.any()):
+                return output  # no row of this batch is steered (other rows of a shared generation)
             # a row whose coefficient is 0 carries no persona: neither boosted nor clamped
-            selected = selected & (row_coef != 0)
+            selected = selected & steered
             add = row_coef * add
         elif not coef:
             return output

@@ -141,9 +141,16 @@ def _rows_in_flight(tracker: Any, total: int) -> Iterator[Callable[[list[int]], 
 
 def generate_ids(model: torch.nn.Module, tracker: Any, prompt_ids: Sequence[Sequence[int]], pad_token_id: int,
                  stop_ids: Sequence[int], params: SamplingParams, on_token: TokenCallback | None = None,
-                 batch_size: int = 32, progress: bool = True) -> tuple[list[list[int]], list[bool]]:
+                 batch_size: int = 32, progress: bool = True,
+                 limits: Sequence[int] | None = None) -> tuple[list[list[int]], list[bool]]:
     """Generate from token-id prompts; returns per-row response ids (without the stop token) and whether
-    each row stopped on a stop token. ``tracker`` is the model's ``HookEngine`` (phase tracking)."""
+    each row stopped on a stop token. ``tracker`` is the model's ``HookEngine`` (phase tracking). ``limits``
+    gives each row its own number of new tokens (at most ``params.max_new_tokens``): a row past its limit is
+    masked like a finished one, and a chunk stops when all its rows are done, so rows that want fewer tokens
+    share a batch with longer ones at no cost to them (greedy: the tokens they get are the same)."""
+    if limits is not None and (len(limits) != len(prompt_ids) or any(not 1 <= n <= params.max_new_tokens
+                                                                       for n in limits)):
+        raise ConfigError(f"limits must give each of the {len(prompt_ids)} rows 1..{params.max_new_tokens} tokens")
     device = next(model.parameters()).device
     order = sorted(range(len(prompt_ids)), key=lambda i: len(prompt_ids[i]))
     chunks = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
@@ -162,20 +169,27 @@ def generate_ids(model: torch.nn.Module, tracker: Any, prompt_ids: Sequence[Sequ
             out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                         use_cache=True, **extra)
             done = torch.zeros(len(rows), dtype=torch.bool, device=device)
+            row_limits = [params.max_new_tokens if limits is None else limits[i] for i in rows]
+            ends = torch.tensor(row_limits, device=device) - 1  # the step after which a row is exhausted
+            last = max(row_limits) - 1
             steps: list[torch.Tensor] = []
             for step in range(params.max_new_tokens):
                 token = next_tokens(out.logits[:, -1, :], params, generator).masked_fill(done, pad_token_id)
                 done = done | torch.isin(token, stops)
+                if limits is not None:
+                    done = done | (ends == step)
                 steps.append(token)
                 if on_token is not None:
                     on_token(step, token, done, rows)
-                if bool(done.all()) or step == params.max_new_tokens - 1:
+                if bool(done.all()) or step == last:
                     break
                 attention_mask = torch.cat([attention_mask, (~done).long().unsqueeze(-1)], dim=-1)
                 position_ids = position_ids[:, -1:] + 1
                 out = model(input_ids=token.unsqueeze(-1), attention_mask=attention_mask,
                             position_ids=position_ids, use_cache=True, **cache_kwargs(model, output_cache(out)))
-            _collect(torch.stack(steps, dim=1).tolist(), rows, set(stop_ids), responses, finished)
+            tokens = torch.stack(steps, dim=1).tolist()
+            _collect([ids[:n] for ids, n in zip(tokens, row_limits, strict=True)], rows, set(stop_ids), responses,
+                     finished)
     return responses, finished
 
 
