@@ -246,10 +246,7 @@ def _run_cells(experiment: Experiment, specs: dict[str, Any], cells: list[Cell],
                 first_of_slot = slot not in built or slot in shared
                 shared.discard(slot)
                 if slot not in built:
-                    workdir = out / "work" / cell.method.key / spec.name
-                    workdir.mkdir(parents=True, exist_ok=True)
-                    context = RecipeContext(lm, spec, workdir, judges)
-                    built[slot] = build(cell.method.name, context, cell.method.params)
+                    built[slot] = _build_cell(cell, spec, out, lm, judges)
                 if bank is not None and cell.method.name in RUNTIME_RECIPES and cell.key not in together:
                     scaled_for.update(_steer_together(experiment, specs, todo[position:], out, lm, judges, bank,
                                                       built, shared, together, progress))
@@ -276,16 +273,30 @@ def _run_cells(experiment: Experiment, specs: dict[str, Any], cells: list[Cell],
     return [done[c.key] for c in cells]
 
 
+def _build_cell(cell: Cell, spec: Any, out: Path, lm: Any, judges: Any) -> Any:
+    """Fit (or load from ``out/work/<method>/<spec>``) the Intervention of ``cell``'s method on ``spec``."""
+    workdir = out / "work" / cell.method.key / spec.name
+    workdir.mkdir(parents=True, exist_ok=True)
+    return build(cell.method.name, RecipeContext(lm, spec, workdir, judges), cell.method.params)
+
+
+def _answers_config(experiment: Experiment) -> Any:
+    """The settings the cells' answers are generated with: the situational suite's, or its defaults when only
+    coherence is asked for; ``None`` when the run generates no answers."""
+    from traitlab.evaluation.config import SituationalConfig
+
+    evaluations = experiment.evaluations
+    return evaluations.situational or (SituationalConfig() if evaluations.coherence is not None else None)
+
+
 def _request_shared(experiment: Experiment, specs: dict[str, Any], todo: list[Cell], out: Path, lm: Any,
                     judges: Any, bank: Any) -> dict[tuple[str, str], Any]:
     """Build the prompt-only cells' interventions (they fit nothing) and note their greedy answers and the
     judges' calibration replies in ``bank``, so the first cell generates all of them in one batch. Returns
     the interventions built, by (method label, trait)."""
-    from traitlab.evaluation.config import SituationalConfig
     from traitlab.evaluation.situational import question_set, request_answers
 
-    evaluations = experiment.evaluations
-    config = evaluations.situational or (SituationalConfig() if evaluations.coherence is not None else None)
+    config = _answers_config(experiment)
     built: dict[tuple[str, str], Any] = {}
     if config is None:
         return built
@@ -295,9 +306,7 @@ def _request_shared(experiment: Experiment, specs: dict[str, Any], todo: list[Ce
         spec = specs[cell.trait]
         slot = (cell.method.key, cell.trait)
         if slot not in built:
-            workdir = out / "work" / cell.method.key / spec.name
-            workdir.mkdir(parents=True, exist_ok=True)
-            built[slot] = build(cell.method.name, RecipeContext(lm, spec, workdir, judges), cell.method.params)
+            built[slot] = _build_cell(cell, spec, out, lm, judges)
         intervention = built[slot]
         if intervention is not None and cell.scale is not None:
             intervention = intervention.scaled(cell.scale)
@@ -314,11 +323,9 @@ def _steer_together(experiment: Experiment, specs: dict[str, Any], cells: list[C
     their greedy answers in one batch (``situational.generate_together``: each steers only its own rows), kept
     in ``bank`` for each cell's evaluation. Returns each cell's scaled Intervention (the object the answers are
     kept under) by cell key; slots built here join ``shared``, cells batched here join ``together``."""
-    from traitlab.evaluation.config import SituationalConfig
     from traitlab.evaluation.situational import generate_together, question_set, row_scalable
 
-    evaluations = experiment.evaluations
-    config = evaluations.situational or (SituationalConfig() if evaluations.coherence is not None else None)
+    config = _answers_config(experiment)
     if config is None:
         return {}
     temperature = (0.0 if config.samples == 1 else 1.0) if config.temperature is None else config.temperature
@@ -331,13 +338,11 @@ def _steer_together(experiment: Experiment, specs: dict[str, Any], cells: list[C
         spec = specs[cell.trait]
         slot = (cell.method.key, cell.trait)
         if slot not in built:
-            workdir = out / "work" / cell.method.key / spec.name
-            workdir.mkdir(parents=True, exist_ok=True)
             if progress:
                 stderr.print(f"fitting (or loading) {cell.method.key} · {cell.trait} ahead of its cell, to generate "
                              "the steered cells together")
             with activity(f"{cell.method.key} on {spec.name} (ahead)"):
-                built[slot] = build(cell.method.name, RecipeContext(lm, spec, workdir, judges), cell.method.params)
+                built[slot] = _build_cell(cell, spec, out, lm, judges)
             shared.add(slot)
         intervention = built[slot]
         if intervention is not None and cell.scale is not None:
