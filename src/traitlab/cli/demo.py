@@ -20,7 +20,7 @@ from traitlab.cli.common import console
 def demo(
     out: Path = typer.Option(Path("traitlab-demo"), "--out", "-o", help="Folder for results and the report."),
     quick: bool = typer.Option(False, "--quick", help="Both extraversion poles, no dose-response sweeps, fewer "
-                               "questions (about 2 minutes)."),
+                               "questions (about 6 CPU-minutes)."),
     model: str = typer.Option("smollm2-135m-instruct", "--model", "-m",
                               help="The model (traitlab/persona-tiny runs the organism's demo)."),
     markdown: bool = typer.Option(False, "--markdown", help="Print the method × pole table in Markdown."),
