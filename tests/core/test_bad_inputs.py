@@ -426,8 +426,11 @@ def test_a_failed_merge_leaves_nothing_and_a_rerun_works(inputs, tmp_path, monke
 
 # ---- Ctrl-C: a real SIGINT to a subprocess mid-write ------------------------------------------------------------
 
+# The child takes Ctrl-C as an interactive `traitlab` does, even when pytest itself was started in the background
+# by a non-interactive shell (which starts it with SIGINT ignored, an inheritance the child would keep).
 PAUSE = '''
-import os, sys, time, importlib
+import os, signal, sys, time, importlib
+signal.signal(signal.SIGINT, signal.default_int_handler)
 def _pause(module, attr, calls_before, after):
     owner = importlib.import_module(module)
     *path, name = attr.split(".")
