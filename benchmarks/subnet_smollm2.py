@@ -77,15 +77,11 @@ N_COHERENCE = 16  # held-out questions per condition whose replies get the (cost
 N_PROMPT_COHERENCE = 8  # ... for the two prompt conditions (descriptive only: the guard is on the masks)
 
 
+# The screen: Wanda at 0.1 (all modules), 0.3 and 0.5 × {all, mlp, attention}, contrastive at 0.3 (all); Wanda
+# 0.1 on mlp or attention alone was dropped to fit the CPU budget (0.1 on all modules barely moves). ``--cells``
+# narrows it.
 ALL_CELLS = (["wanda:0.1:all"] + [f"wanda:{s:g}:{m}" for s in SPARSITIES[1:] for m in MODULES]
              + ["contrastive:0.3:all"])
-SCREEN_CELLS = list(ALL_CELLS)  # ``--cells`` narrows it
-
-
-def cells() -> list[str]:
-    """The screen: Wanda at 0.1 (all modules), 0.3 and 0.5 × {all, mlp, attention}, contrastive at 0.3 (all).
-    Wanda 0.1 on mlp or attention alone was dropped to fit the CPU budget (0.1 on all modules barely moves)."""
-    return SCREEN_CELLS
 
 
 def reuse_caches(ctx: dict[str, Any], other: Path) -> int:
@@ -440,7 +436,7 @@ def stage_screen(ctx: dict[str, Any]) -> dict[str, Any]:
         sign = 1.0 if name.endswith("high") else -1.0
         base = judged(ctx, name, questions, base_replies)
         table, replies_of = [], {}
-        for cell in cells():
+        for cell in ctx["cells"]:
             t0 = time.perf_counter()
             if f"{name}|{cell}|new" not in ctx["ppl"].data or not cached(ctx, name, cell, questions):
                 with build_mask(ctx, name, cell).applied(ctx["lm"]):  # one application for both measurements
@@ -700,7 +696,6 @@ def main() -> None:
     screen_cells = [c.strip() for c in args.cells.split(",") if c.strip()]
     if not screen_cells or any(c not in ALL_CELLS for c in screen_cells):
         raise SystemExit(f"error: --cells takes some of {', '.join(ALL_CELLS)}")
-    SCREEN_CELLS[:] = screen_cells
     poles = [p.strip() for p in args.poles.split(",") if p.strip()]
     if not poles or any(p not in POLES for p in poles):
         raise SystemExit(f"error: --poles takes some of {', '.join(POLES)}")
@@ -712,7 +707,7 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
     ctx: dict[str, Any] = {"lm": lm, "work": args.work, "results": results, "poles": poles,
-                           "screen_n": args.screen_n, "timing": {},
+                           "screen_n": args.screen_n, "cells": screen_cells, "timing": {},
                            "bench": Bench(lm, args.work, args.max_new_tokens, args.batch_size),
                            "ppl": Store(args.work / "ppl.json"), "coherence": Store(args.work / "coherence.json")}
     results.update(model=lm.spec, max_new_tokens=args.max_new_tokens)
