@@ -74,9 +74,9 @@ def test_a_mirrored_subnetwork_calibrates_each_pole_once_and_keeps_the_separate_
     calls = []
     real = subnet_fit.pole_statistics
 
-    def counted(lm, spec, pole, settings):
+    def counted(lm, spec, pole, settings, **kwargs):
         calls.append((spec.name, pole))
-        return real(lm, spec, pole, settings)
+        return real(lm, spec, pole, settings, **kwargs)
 
     monkeypatch.setattr(subnet_fit, "pole_statistics", counted)
     mirrored = {spec.pole: build("subnetwork", RecipeContext(lm, spec, tmp_path / spec.name), params)

@@ -100,19 +100,31 @@ class Rollouts:
 
 
 def rollouts(lm: LoadedModel, spec: TraitSpec, judge: Judge | None, settings: ExtractionSettings,
-             coherence_judge: Judge | None = None, questions: Sequence[str] | None = None) -> Rollouts:
+             coherence_judge: Judge | None = None, questions: Sequence[str] | None = None,
+             answers: tuple[Generation, Generation] | None = None) -> Rollouts:
     """Generate contrastive answers (every instruction pair × question × n) and judge them (``judge=None``:
-    no judge, every pair counts; the system prompts alone make the contrast)."""
+    no judge, every pair counts; the system prompts alone make the contrast).
+
+    Both sides are sampled with ``settings.seed`` (common random numbers, the convention of
+    ``traitlab.methods.pole_answers``). ``answers``: the (positive, negative) replies of exactly these rows,
+    already sampled (e.g. from a run's answer bank, shared with a subnetwork's calibration); then nothing is
+    generated here."""
     qs = list(questions if questions is not None else spec.questions[:settings.n_questions])
     rows = [(pair, q) for pair in spec.instruction for q in qs for _ in range(settings.n_per_question)]
     questions_rows = [q for _, q in rows]
     pos_systems, neg_systems = [p.pos for p, _ in rows], [p.neg for p, _ in rows]
     options = dict(max_new_tokens=settings.max_new_tokens, temperature=settings.temperature,
                    top_p=settings.top_p, batch_size=settings.batch_size)
-    with activity(f"persona vectors {spec.name}: positive prompts"):
-        pos = lm.generate_chat(questions_rows, pos_systems, seed=settings.seed, **options)
-    with activity(f"persona vectors {spec.name}: negative prompts"):
-        neg = lm.generate_chat(questions_rows, neg_systems, seed=settings.seed + 1, **options)
+    if answers is not None:
+        pos, neg = answers
+        if len(pos.texts) != len(rows) or len(neg.texts) != len(rows):
+            raise ConfigError(f"persona vectors of {spec.name} need {len(rows)} answers per side (instruction "
+                              f"pairs × questions × n_per_question), got {len(pos.texts)} and {len(neg.texts)}")
+    else:
+        with activity(f"persona vectors {spec.name}: positive prompts"):
+            pos = lm.generate_chat(questions_rows, pos_systems, seed=settings.seed, **options)
+        with activity(f"persona vectors {spec.name}: negative prompts"):
+            neg = lm.generate_chat(questions_rows, neg_systems, seed=settings.seed, **options)
     if judge is None:
         return Rollouts(questions_rows, pos_systems, neg_systems, pos, neg, [None] * len(rows), [None] * len(rows),
                         judged=False)
@@ -169,14 +181,16 @@ def separation(pos: torch.Tensor, neg: torch.Tensor, vectors: torch.Tensor) -> t
 
 
 def extract(lm: LoadedModel, spec: TraitSpec, judge: Judge | None, settings: ExtractionSettings | None = None,
-            coherence_judge: Judge | None = None, optimize: OptimizeSettings | None = None) -> PersonaVector:
+            coherence_judge: Judge | None = None, optimize: OptimizeSettings | None = None,
+            answers: tuple[Generation, Generation] | None = None) -> PersonaVector:
     """Run the whole extraction and return a ``PersonaVector`` steering at the best-separating layer (with an
     ``optimized`` variant fitted at ``optimize.layers`` when ``optimize`` is given). ``judge=None`` keeps every
-    pair (judge-free extraction: the system prompts alone make the contrast)."""
+    pair (judge-free extraction: the system prompts alone make the contrast). ``answers``: the rollouts'
+    (positive, negative) replies already sampled (see ``rollouts``)."""
     settings = settings or ExtractionSettings()
     for layer in optimize.layers if optimize else ():
         lm.hooks.check_layer(layer)
-    data = rollouts(lm, spec, judge, settings, coherence_judge)
+    data = rollouts(lm, spec, judge, settings, coherence_judge, answers=answers)
     keep = data.kept(settings)
     total = len(data.questions)
     if len(keep) < settings.min_pairs:

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from traitlab.errors import ConfigError
-from traitlab.model import LinearInputStats, LoadedModel, capture_linear_inputs, pack, teacher_forced
+from traitlab.model import Generation, LinearInputStats, LoadedModel, capture_linear_inputs, pack, teacher_forced
 from traitlab.progress import track
 from traitlab.readers import read_jsonl
 from traitlab.traits import BIG_FIVE, TraitSpec, load_trait
@@ -113,10 +113,16 @@ def _render_prompts(lm: LoadedModel, questions: Sequence[str]) -> list[list[int]
 
 
 def _generated(lm: LoadedModel, questions: list[str], systems: list[str], settings: GenerationSettings,
-               with_system: bool, source: dict[str, Any]) -> CalibrationSet:
-    generation = lm.generate_chat(questions, systems, max_new_tokens=settings.max_new_tokens,
-                                  temperature=settings.temperature, seed=settings.seed,
-                                  batch_size=settings.batch_size)
+               with_system: bool, source: dict[str, Any], answers: Generation | None = None) -> CalibrationSet:
+    if answers is not None:
+        if len(answers.texts) != len(questions):
+            raise ConfigError(f"the calibration needs {len(questions)} answers (one per prompt row), got "
+                              f"{len(answers.texts)}")
+        generation = answers
+    else:
+        generation = lm.generate_chat(questions, systems, max_new_tokens=settings.max_new_tokens,
+                                      temperature=settings.temperature, seed=settings.seed,
+                                      batch_size=settings.batch_size)
     prompts = generation.prompt_ids if with_system else _render_prompts(lm, questions)
     keep = [i for i, ids in enumerate(generation.response_ids) if ids]
     if not keep:
@@ -128,8 +134,12 @@ def _generated(lm: LoadedModel, questions: list[str], systems: list[str], settin
 
 
 def from_spec(lm: LoadedModel, spec: TraitSpec, pole: str | None = None, with_system: bool = False,
-              settings: GenerationSettings | None = None, questions: Sequence[str] | None = None) -> CalibrationSet:
-    """The model's own answers to the spec's extraction questions under the pole's system prompts."""
+              settings: GenerationSettings | None = None, questions: Sequence[str] | None = None,
+              answers: Generation | None = None) -> CalibrationSet:
+    """The model's own answers to the spec's extraction questions under the pole's system prompts (every
+    instruction pair × question × ``n_answers``, pair-major, one ``generate_chat`` call seeded ``settings.seed``:
+    the rows and call of ``traitlab.methods.pole_answers.pole_answers``). ``answers``: those rows' replies
+    already sampled (e.g. from a run's answer bank); then nothing is generated here."""
     settings = settings or GenerationSettings()
     chosen, use_pos = spec_pole(spec, pole)
     qs = list(questions if questions is not None else spec.questions)
@@ -137,7 +147,7 @@ def from_spec(lm: LoadedModel, spec: TraitSpec, pole: str | None = None, with_sy
             for _ in range(settings.n_answers)]
     source = {"kind": "trait", "spec": spec.name, "trait": spec.trait_name, "pole": chosen,
               "instructions": "pos" if use_pos else "neg"}
-    return _generated(lm, [q for _, q in rows], [s for s, _ in rows], settings, with_system, source)
+    return _generated(lm, [q for _, q in rows], [s for s, _ in rows], settings, with_system, source, answers)
 
 
 def from_description(lm: LoadedModel, description: str, with_system: bool = False,

@@ -31,7 +31,7 @@ from traitlab.methods.subnet_masks import (
     wanda_scores,
 )
 from traitlab.methods.subnetworks import BLOCK_CONVENTION, SubnetworkMask
-from traitlab.model import LinearInputStats, LoadedModel, linear_modules
+from traitlab.model import Generation, LinearInputStats, LoadedModel, linear_modules
 from traitlab.model.family import is_conv1d
 from traitlab.progress import activity
 from traitlab.readers import int_ranges
@@ -192,10 +192,12 @@ PoleStatistics = tuple[dict[str, LinearInputStats], dict[str, Any]]
 its calibration set (``CalibrationSet.source``)."""
 
 
-def pole_statistics(lm: LoadedModel, spec: TraitSpec, pole: str, settings: FindSettings) -> PoleStatistics:
+def pole_statistics(lm: LoadedModel, spec: TraitSpec, pole: str, settings: FindSettings,
+                    answers: Generation | None = None) -> PoleStatistics:
     """The calibration statistics of one pole of ``spec``: the model's answers under that pole's system prompts
-    (``from_spec``), then Σx_j and Σx²_j of every selected Linear's input over their tokens (``collect_stats``)."""
-    calibration = from_spec(lm, spec, pole, settings.with_system, settings.generation)
+    (``from_spec``; ``answers``: those replies already sampled), then Σx_j and Σx²_j of every selected Linear's
+    input over their tokens (``collect_stats``)."""
+    calibration = from_spec(lm, spec, pole, settings.with_system, settings.generation, answers=answers)
     return stats_for(lm, calibration, settings), calibration.source
 
 

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from traitlab.errors import ConfigError, TraitlabError
 from traitlab.interventions import Intervention
+from traitlab.methods.pole_answers import PoleAnswers, Sampling, Side, pole_answers
 from traitlab.model.loaded import LoadedModel
 from traitlab.registry import load_intervention
 
@@ -42,13 +43,23 @@ P = TypeVar("P", bound=Params)
 
 @dataclasses.dataclass(frozen=True)
 class RecipeContext:
-    """What a recipe builds with: the run's model, the trait spec, a work folder of its own and the run's
-    judges (the same ``Judges`` the evaluation uses; recipes that judge must use them)."""
+    """What a recipe builds with: the run's model, the trait spec, a work folder of its own, the run's
+    judges (the same ``Judges`` the evaluation uses; recipes that judge must use them) and the folder of the
+    run's answer bank (``None``: the bank lives in memory, per loaded model)."""
 
     lm: LoadedModel
     spec: TraitSpec
     workdir: Path
     judges: Judges | None = None
+    answers_dir: Path | None = None
+
+    def pole_answers(self, spec: TraitSpec, side: Side, n_per_question: int, sampling: Sampling) -> PoleAnswers:
+        """The run's answer bank (``traitlab.methods.pole_answers``): the model's answers to ``spec``'s extraction
+        questions under its ``side`` prompts (every instruction pair × question × ``n_per_question``), sampled
+        once per run and shared by every recipe that asks the same call (persona vectors' rollouts, a
+        subnetwork's calibration, NPTI's statistics, a personality vector's self-distillation). Kept on disk in
+        ``answers_dir`` when the runner gives one (one folder for all methods), else in memory."""
+        return pole_answers(self.lm, spec, side, n_per_question, sampling, self.answers_dir)
 
     def trimmed(self, n_questions: int | None) -> TraitSpec:
         """The spec with only its first ``n_questions`` extraction questions (all with ``None``): a cheaper fit

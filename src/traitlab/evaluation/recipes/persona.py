@@ -31,7 +31,10 @@ from traitlab.methods.merging import vector_from_models
 from traitlab.methods.persona_optimize import OPTIMIZED, OptimizeSettings
 from traitlab.methods.persona_sweep import apply_sweep, sweep
 from traitlab.methods.persona_vectors import ALL_VARIANTS, ExtractionSettings, extract
+from traitlab.methods.pole_answers import Sampling
 from traitlab.model.positions import check_positions
+
+_ANSWERS = "answer-bank-v1"  # in the artifact keys: the answers come from the run's bank, one seed for both sides
 
 
 class PersonaVectorParams(Params):
@@ -109,8 +112,12 @@ def build_persona_vectors(context: RecipeContext, params: PersonaVectorParams) -
         pairs = context.trimmed(params.n_questions)
         if params.short_prompts:
             pairs = pairs.with_short_instructions()
-        vector = extract(lm, pairs, trait_judge, params.extraction(), coherence,
-                         params.optimize())
+        settings = params.extraction()
+        sampling = Sampling(max_new_tokens=settings.max_new_tokens, temperature=settings.temperature,
+                            top_p=settings.top_p, seed=settings.seed, batch_size=settings.batch_size)
+        pos, neg = (context.pole_answers(pairs, side, settings.n_per_question, sampling) for side in ("pos", "neg"))
+        vector = extract(lm, pairs, trait_judge, settings, coherence, params.optimize(),
+                         answers=(pos.generation, neg.generation))
         if params.layer is not None and params.coef is not None:
             lm.hooks.check_layer(params.layer)
             chosen = vector.at(params.layer, positions=params.positions if isinstance(params.positions, str)
@@ -124,7 +131,8 @@ def build_persona_vectors(context: RecipeContext, params: PersonaVectorParams) -
         return apply_sweep(vector, result)
 
     judged_by = [judges.kind, getattr(judges.shared, "name", None)]  # another judge keeps other pairs
-    return cached(context, "persona_vectors", [params.model_dump(exclude={"mirror"}), judged_by], fit)
+    key = [params.model_dump(exclude={"mirror"}), judged_by, _ANSWERS]
+    return cached(context, "persona_vectors", key, fit)
 
 
 class PersonalityVectorParams(Params):

@@ -22,6 +22,7 @@ from pydantic import Field, model_validator
 from traitlab.evaluation.recipes.base import Params, Recipe, RecipeContext, artifact_path, cached
 from traitlab.interventions import Intervention
 from traitlab.methods import subnet_fit
+from traitlab.methods.pole_answers import Sampling
 from traitlab.methods.subnet_calibration import GenerationSettings, spec_pole
 from traitlab.methods.subnet_fit import FindSettings, PoleStatistics, parse_blocks
 from traitlab.model import LinearInputStats
@@ -68,7 +69,9 @@ def calibration_key(settings: FindSettings, n_questions: int | None) -> dict[str
 def cached_pole_statistics(context: RecipeContext, pole: str, settings: FindSettings,
                            n_questions: int | None = None) -> PoleStatistics:
     """``subnet_fit.pole_statistics`` of ``pole`` of the context's spec (its first ``n_questions`` extraction
-    questions), kept in the work folder as ``subnet-stats-<spec>-<pole>-<hash>.safetensors`` (Σx and Σx² in
+    questions) over the run's answer bank (``context.pole_answers``: the very call ``from_spec`` makes, so the
+    high pole's answers are persona vectors' positive rollouts and the low pole's their negative ones), kept
+    in the work folder as ``subnet-stats-<spec>-<pole>-<hash>.safetensors`` (Σx and Σx² in
     float64, the token counts and the calibration source in the header): loaded when present, else collected
     and saved."""
     from safetensors import safe_open
@@ -82,7 +85,14 @@ def cached_pole_statistics(context: RecipeContext, pole: str, settings: FindSett
             stats = {name: LinearInputStats(handle.get_tensor(f"{name}.sum"), handle.get_tensor(f"{name}.sum_sq"),
                                             int(count)) for name, count in header["counts"].items()}
         return stats, header["source"]
-    stats, source = subnet_fit.pole_statistics(context.lm, context.trimmed(n_questions), pole, settings)
+    spec = context.trimmed(n_questions)
+    generation = settings.generation
+    _, use_pos = spec_pole(spec, pole)
+    answers = context.pole_answers(spec, "pos" if use_pos else "neg", generation.n_answers,
+                                   Sampling(max_new_tokens=generation.max_new_tokens,
+                                            temperature=generation.temperature, seed=generation.seed,
+                                            batch_size=generation.batch_size))
+    stats, source = subnet_fit.pole_statistics(context.lm, spec, pole, settings, answers=answers.generation)
     tensors = {f"{name}.{field}": getattr(entry, field).contiguous()
                for name, entry in stats.items() for field in ("sum", "sum_sq")}
     header = {"counts": {name: entry.count for name, entry in stats.items()}, "source": source}
