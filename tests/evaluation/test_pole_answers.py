@@ -78,9 +78,10 @@ def test_pole_rows_are_every_pair_times_question_times_n_pair_major():
     assert systems[:6] == [spec.instruction[0].neg] * 6 and systems[-1] == spec.instruction[-1].neg
 
 
-def test_persona_vectors_and_the_subnetwork_sample_each_pole_once(tmp_path, monkeypatch):
-    """The demo's layout: persona vectors' positive/negative rollouts are the subnetwork's high/low
-    calibration answers (one seed for both sides), so both poles of a trait cost two generate_chat calls."""
+def test_the_fits_of_a_demo_like_run_sample_each_pole_once(tmp_path, monkeypatch):
+    """The demo's layout: persona vectors' positive/negative rollouts are the subnetwork's high/low calibration
+    answers and NPTI's two sides (one seed for both sides), so both poles of a trait cost two generate_chat
+    calls for all these fits."""
     lm = cached_tiny("llama")
     bank.clear_memory(lm)
     calls = _counted(monkeypatch, lm)
@@ -88,12 +89,13 @@ def test_persona_vectors_and_the_subnetwork_sample_each_pole_once(tmp_path, monk
     shared = {"n_questions": 2, "max_new_tokens": 5, "mirror": True}
     methods = {"persona_vectors": {**shared, "n_per_question": 1, "min_pairs": 1, "layer": 1, "coef": 2.0,
                                    "filter_pairs": False},
-               "subnetwork": {**shared, "contrastive": True, "sparsity": 0.3, "modules": "mlp", "blocks": "0-1"}}
+               "subnetwork": {**shared, "contrastive": True, "sparsity": 0.3, "modules": "mlp", "blocks": "0-1"},
+               "npti": {**shared, "n_per_question": 1, "temperature": 1.0, "threshold": 0.05}}
     for name, params in methods.items():
         for pole in ("high", "low"):
             spec = load_trait(f"extraversion_{pole}")
             built = build(name, RecipeContext(lm, spec, tmp_path / name / spec.name, judges), params)
-            if name == "subnetwork":
+            if name != "persona_vectors":
                 assert built.pole == pole
             else:  # the mirrored low pole steers with the high pole's vector at −coef
                 assert built.scale == (2.0 if pole == "high" else -2.0)

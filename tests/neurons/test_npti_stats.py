@@ -87,3 +87,36 @@ def test_collect_pole_shapes_and_settings():
     assert bool(((stats.firing >= 0) & (stats.firing <= 1)).all())
     with pytest.raises(ConfigError, match="bins"):
         CollectionSettings(bins=3)
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2"])
+def test_teacher_forced_statistics_equal_those_streamed_during_generation(family, monkeypatch):
+    """``stats_from_answers`` (one teacher-forced pass over answers already sampled, as the demo's answer bank
+    gives them) records the same tokens as ``collect_pole`` (during KV-cache generation): the same token count,
+    the same activations up to float rounding (compared per neuron as sorted columns: the two passes see the
+    tokens in other orders), firing rates that differ only where an activation is within rounding of 0, and
+    a95 within the two histograms' error bounds."""
+    from traitlab.methods.neurons import stats_from_answers
+
+    lm = cached_tiny(family)
+    monkeypatch.setattr(lm, "stop_ids", list(range(0, lm.tokenizer.vocab_size, 40)))  # some rows stop early
+    blocks = list(range(lm.num_layers))
+    settings = CollectionSettings(max_new_tokens=12, temperature=1.0, seed=3, batch_size=3, bins=128)
+    systems = ["Be loud.", "Be quiet and brief."] * 4
+    streamed_raw: dict[int, list[torch.Tensor]] = {b: [] for b in blocks}
+    with stream_neurons(lm, blocks, lambda b, a: streamed_raw[b].append(a.clone()), positions="response"):
+        streamed, generation = collect_pole(lm, QUESTIONS * 2, systems, settings, progress=False)
+    assert not all(generation.finished) and any(generation.finished)  # both kinds of rows
+    forced_raw: dict[int, list[torch.Tensor]] = {b: [] for b in blocks}
+    with stream_neurons(lm, blocks, lambda b, a: forced_raw[b].append(a.clone()), positions="response"):
+        forced = stats_from_answers(lm, generation, settings, progress=False)
+    assert forced.tokens == streamed.tokens and forced.answers == streamed.answers == 8
+    for block in blocks:
+        a, b = torch.cat(streamed_raw[block]), torch.cat(forced_raw[block])
+        assert a.shape == b.shape
+        assert float((a.sort(0).values - b.sort(0).values).abs().max()) < 1e-5  # measured 2e-7
+    near_zero = min(float(torch.cat(streamed_raw[b]).abs().min()) for b in blocks)
+    firing_gap = float((forced.firing - streamed.firing).abs().max())
+    assert firing_gap <= (1 / streamed.tokens if near_zero < 1e-4 else 0.0)
+    bound = streamed.a95_err + forced.a95_err + 1e-5  # measured |Δa95| ≤ 1.5e-7
+    assert bool(((forced.a95 - streamed.a95).abs() <= bound).all())

@@ -6,6 +6,9 @@
    block is recorded at the neuron site (``act_fn(gate_proj(x))`` for gated MLPs, the activation output for
    GPT-2 / GPT-NeoX): Pr_i = fraction of generated tokens with n_i > 0 (exact) and a95_i, the 95th percentile of
    n_i (streaming histogram, ``traitlab.methods.neuron_stats``; |error| ≤ half a bin width, stored per neuron).
+   Given answers already sampled (``collect(answers=...)``, e.g. a run's answer bank shared with other fits),
+   the same statistics come from a teacher-forced pass over them (``stats_from_answers``), equal up to float
+   rounding (the ``npti`` recipe does this, with both poles sampled from one seed).
 2. **Identification.** δ_i = Pr_i(target pole) − Pr_i(opposite pole). Neurons with δ_i ≥ τ (default 0.1)
    are the target pole's, δ_i ≤ −τ the opposite pole's; optionally also the top-k by |δ| over all blocks,
    assigned by the sign of δ (NPTI keeps its top 2000 plus all past the threshold).
@@ -148,6 +151,49 @@ def collect_pole(lm: LoadedModel, questions: Sequence[str], systems: Sequence[st
         generation = lm.generate_chat(list(questions), list(systems), max_new_tokens=settings.max_new_tokens,
                                       temperature=settings.temperature, top_p=settings.top_p, seed=settings.seed,
                                       batch_size=settings.batch_size, progress=progress)
+    return _pole_stats(histogram, blocks, settings, len(questions)), generation
+
+
+def fed_responses(generation: Generation) -> list[list[int]]:
+    """The reply tokens a generation fed back to the model, per row: all of a reply that stopped on a stop token
+    (the stop token is dropped from ``response_ids`` and its own step is masked), all but the last token of a
+    reply cut at ``max_new_tokens`` (its last token was sampled but never fed). These are exactly the tokens
+    ``stream_neurons(positions="response")`` records during the generation."""
+    return [list(ids) if done else list(ids[:-1])
+            for ids, done in zip(generation.response_ids, generation.finished, strict=True)]
+
+
+def stats_from_answers(lm: LoadedModel, generation: Generation, settings: CollectionSettings | None = None,
+                       progress: bool = True) -> PoleStats:
+    """``collect_pole``'s statistics from answers already sampled: batched teacher-forced passes over each row's
+    prompt (system prompt included) and ``fed_responses``, recording every neuron at the reply positions.
+
+    Causal attention makes a teacher-forced activation at position t a function of tokens ≤ t only, so it equals
+    the one computed during KV-cache generation up to float rounding (other padding and batch shapes): the
+    firing rates agree except for activations within rounding of 0, the a95 within the histogram bounds (the
+    histogram sees the tokens in another order, so its bins differ; each estimate is within w/2 of the exact
+    quantile). ``tests/neurons/test_npti_stats.py`` checks both on a tiny model."""
+    from traitlab.model import pack, teacher_forced
+    from traitlab.progress import track
+
+    settings = settings or CollectionSettings()
+    blocks = list(range(lm.num_layers))
+    responses = fed_responses(generation)
+    prompts = generation.prompt_ids
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]) + len(responses[i]))
+    chunks = [order[i:i + settings.batch_size] for i in range(0, len(order), settings.batch_size)]
+    histogram = NeuronHistogram(settings.bins, n_blocks=len(blocks))
+    with stream_neurons(lm, blocks, histogram, positions="response"):
+        for rows in track(chunks, "neuron statistics of the answers", total=len(chunks),
+                          enabled=progress and len(chunks) > 1):
+            batch = pack([prompts[i] for i in rows], [responses[i] for i in rows], generation.pad_token_id)
+            input_ids, attention_mask, roles = (t.to(lm.device) for t in batch)
+            teacher_forced(lm, input_ids, attention_mask, roles)
+    return _pole_stats(histogram, blocks, settings, len(prompts))
+
+
+def _pole_stats(histogram: NeuronHistogram, blocks: list[int], settings: CollectionSettings,
+                answers: int) -> PoleStats:
     histogram.finalize()
     if not histogram.tokens(0):
         raise ConfigError("the model generated no tokens to record (every answer ended at once); raise "
@@ -156,7 +202,7 @@ def collect_pole(lm: LoadedModel, questions: Sequence[str], systems: Sequence[st
     quantiles = [histogram.quantile(b, settings.quantile) for b in blocks]
     a95 = torch.stack([q[0] for q in quantiles]).float().cpu()
     err = torch.stack([q[1] for q in quantiles]).float().cpu()
-    return PoleStats(firing, a95, err, histogram.tokens(0), len(questions)), generation
+    return PoleStats(firing, a95, err, histogram.tokens(0), answers)
 
 
 def pole_rows(pairs: Sequence[tuple[str, str]], questions: Sequence[str], n_answers: int | None,
@@ -174,11 +220,22 @@ def pole_rows(pairs: Sequence[tuple[str, str]], questions: Sequence[str], n_answ
 
 def collect(lm: LoadedModel, pairs: Sequence[tuple[str, str]], questions: Sequence[str],
             settings: CollectionSettings | None = None, poles: Mapping[str, str] | None = None,
-            progress: bool = True) -> NeuronStats:
-    """Statistics of both sides of ``pairs`` (``(pos system prompt, neg system prompt)``) over ``questions``."""
+            progress: bool = True, answers: tuple[Generation, Generation] | None = None) -> NeuronStats:
+    """Statistics of both sides of ``pairs`` (``(pos system prompt, neg system prompt)``) over ``questions``
+    (the pos side sampled with ``settings.seed``, the neg side with ``settings.seed + 1``).
+
+    ``answers``: the (pos, neg) sides' answers already sampled (e.g. a run's answer bank, shared with persona
+    vectors and a subnetwork); then nothing is generated and the statistics come from a teacher-forced pass over
+    them (``stats_from_answers``; ``pairs``, ``questions`` and the sampling settings are not used)."""
     settings = settings or CollectionSettings()
-    qs, pos_systems, neg_systems = pole_rows(pairs, questions, settings.n_answers, settings.seed)
     high, low = (poles or {}).get("pos", "high"), (poles or {}).get("neg", "low")
+    if answers is not None:
+        with activity(f"NPTI neuron statistics, {high} pole, {lm.num_layers} blocks"):
+            pos = stats_from_answers(lm, answers[0], settings, progress)
+        with activity(f"NPTI neuron statistics, {low} pole, {lm.num_layers} blocks"):
+            neg = stats_from_answers(lm, answers[1], settings, progress)
+        return NeuronStats(pos, neg, dict(poles or {"pos": "high", "neg": "low"}))
+    qs, pos_systems, neg_systems = pole_rows(pairs, questions, settings.n_answers, settings.seed)
     with activity(f"NPTI neuron statistics, {high} pole, {lm.num_layers} blocks"):
         pos, _ = collect_pole(lm, qs, pos_systems, settings, progress)
     with activity(f"NPTI neuron statistics, {low} pole, {lm.num_layers} blocks"):
@@ -424,16 +481,19 @@ def description_pairs(descriptions: Mapping[str, Sequence[str]], spec: TraitSpec
 
 def fit(lm: LoadedModel, spec: TraitSpec, pole: str | None = None, settings: CollectionSettings | None = None,
         options: SelectionOptions | None = None, pairs: Sequence[tuple[str, str]] | None = None,
-        questions: Sequence[str] | None = None, progress: bool = True) -> NeuronInduction:
+        questions: Sequence[str] | None = None, progress: bool = True,
+        answers: tuple[Generation, Generation] | None = None) -> NeuronInduction:
     """Collect both poles' statistics for ``spec`` (its instruction pairs and extraction questions unless
-    ``pairs`` / ``questions`` are given) and select neurons for ``pole`` (default the spec's own)."""
+    ``pairs`` / ``questions`` are given; ``answers``: both sides' answers already sampled, see ``collect``) and
+    select neurons for ``pole`` (default the spec's own)."""
     settings = settings or CollectionSettings()
     options = dataclasses.replace(options or SelectionOptions(), target=side_for(spec, pole))
     pair_list = list(pairs) if pairs is not None else [(p.pos, p.neg) for p in spec.instruction]
     stats = collect(lm, pair_list, list(questions if questions is not None else spec.questions), settings,
-                    spec_poles(spec), progress)
+                    spec_poles(spec), progress, answers)
     hyper = {"collection": dataclasses.asdict(settings), "selection": dataclasses.asdict(options),
-             "instruction_pairs": len(pair_list), "spec": spec.name}
+             "instruction_pairs": len(pair_list), "spec": spec.name,
+             **({"answers": "given; teacher-forced statistics"} if answers is not None else {})}
     return NeuronInduction.from_stats(stats, options, trait=spec.trait_name, pole=stats.poles[options.target],
                                       hyperparameters=hyper, fingerprint=lm.fingerprint,
                                       neuron_site=lm.family.neuron_site, extra={"spec": spec.name})

@@ -105,10 +105,9 @@ def rollouts(lm: LoadedModel, spec: TraitSpec, judge: Judge | None, settings: Ex
     """Generate contrastive answers (every instruction pair × question × n) and judge them (``judge=None``:
     no judge, every pair counts; the system prompts alone make the contrast).
 
-    Both sides are sampled with ``settings.seed`` (common random numbers, the convention of
-    ``traitlab.methods.pole_answers``). ``answers``: the (positive, negative) replies of exactly these rows,
-    already sampled (e.g. from a run's answer bank, shared with a subnetwork's calibration); then nothing is
-    generated here."""
+    The positive side is sampled with ``settings.seed``, the negative with ``settings.seed + 1``. ``answers``:
+    the (positive, negative) replies of exactly these rows, already sampled (e.g. from a run's answer bank,
+    shared with a subnetwork's calibration, where both sides use one seed); then nothing is generated here."""
     qs = list(questions if questions is not None else spec.questions[:settings.n_questions])
     rows = [(pair, q) for pair in spec.instruction for q in qs for _ in range(settings.n_per_question)]
     questions_rows = [q for _, q in rows]
@@ -124,7 +123,7 @@ def rollouts(lm: LoadedModel, spec: TraitSpec, judge: Judge | None, settings: Ex
         with activity(f"persona vectors {spec.name}: positive prompts"):
             pos = lm.generate_chat(questions_rows, pos_systems, seed=settings.seed, **options)
         with activity(f"persona vectors {spec.name}: negative prompts"):
-            neg = lm.generate_chat(questions_rows, neg_systems, seed=settings.seed, **options)
+            neg = lm.generate_chat(questions_rows, neg_systems, seed=settings.seed + 1, **options)
     if judge is None:
         return Rollouts(questions_rows, pos_systems, neg_systems, pos, neg, [None] * len(rows), [None] * len(rows),
                         judged=False)

@@ -18,10 +18,13 @@ and keeps its answers in memory (per loaded model) and, given a folder, on disk 
 (written to a temporary file and renamed, so a reader sees all of it or none). A second fit that asks the
 same question of the same model reads the answers back instead of sampling them again.
 
-**Seed convention (common random numbers).** Both sides of a trait are sampled with the *same* ``seed``, so the
-``neg`` answers persona vectors contrast and the low pole's calibration of a subnetwork are one call, and the
-two sides draw from one random stream. (Rows are sorted by prompt length inside each call, so the draws line up
-row for row only where both sides' orders agree; the point is one convention, so identical calls coincide.)
+**Seed convention (common random numbers).** The recipes sample both sides of a trait with the *same* ``seed``,
+so the ``neg`` answers persona vectors contrast and the low pole's calibration of a subnetwork are one call, and
+the two sides draw from one random stream. (Rows are sorted by prompt length inside each call, so the draws line
+up row for row only where both sides' orders agree; the point is one convention, so identical calls coincide.)
+The library functions called without answers keep their own defaults: ``persona_vectors.rollouts`` and
+``neurons.collect`` sample the ``neg`` side with ``seed + 1``, ``subnet_calibration.from_spec`` both with
+``seed``.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from traitlab.errors import ConfigError, TraitlabError
 from traitlab.interventions import Intervention
-from traitlab.methods.pole_answers import PoleAnswers, Sampling, Side, pole_answers
+from traitlab.methods.pole_answers import PoleAnswers, Sampling, Side, answers, pole_answers
 from traitlab.model.loaded import LoadedModel
 from traitlab.registry import load_intervention
 
@@ -60,6 +60,12 @@ class RecipeContext:
         subnetwork's calibration, NPTI's statistics, a personality vector's self-distillation). Kept on disk in
         ``answers_dir`` when the runner gives one (one folder for all methods), else in memory."""
         return pole_answers(self.lm, spec, side, n_per_question, sampling, self.answers_dir)
+
+    def answers(self, questions: Sequence[str], systems: Sequence[str | None], sampling: Sampling,
+                label: str = "answers") -> PoleAnswers:
+        """The answer bank's replies to ``questions[i]`` under ``systems[i]`` (any rows; ``pole_answers`` is the
+        usual layout)."""
+        return answers(self.lm, questions, systems, sampling, self.answers_dir, label)
 
     def trimmed(self, n_questions: int | None) -> TraitSpec:
         """The spec with only its first ``n_questions`` extraction questions (all with ``None``): a cheaper fit

@@ -3,7 +3,14 @@ on the spec, the collection parameters, the description and question files and t
 edit neurons for the spec's pole (or ``pole``) with the selection parameters; ``scale`` is γ. A rerun that
 changes only selection parameters re-selects from the cached statistics. ``mirror``: a low Big Five pole selects
 its side from the statistics of the ``<trait>_high`` spec (the collection role-plays both poles either way, so
-the trait's statistics are collected once)."""
+the trait's statistics are collected once).
+
+The answers come from the run's answer bank (``RecipeContext.answers``, both sides sampled with one seed) and
+the statistics from a teacher-forced pass over them (``neurons.stats_from_answers``, equal to the statistics
+streamed during generation up to float rounding). With ``n_per_question`` (and ``n_questions``) the rows are
+every instruction pair × question × n, pair-major: the rows of ``persona_vectors`` and ``subnetwork``, so with
+the same sampling settings the three fits share one sampling per pole; without it, NPTI's shuffled sample of
+``n_answers`` rows."""
 
 from __future__ import annotations
 
@@ -11,7 +18,7 @@ import dataclasses
 from pathlib import Path
 from typing import Literal
 
-from pydantic import field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from traitlab.errors import ArtifactError, ConfigError
 from traitlab.evaluation.recipes.base import Params, Recipe, RecipeContext, cached
@@ -19,6 +26,10 @@ from traitlab.evaluation.situational import load_question_file
 from traitlab.interventions import Intervention
 from traitlab.methods import neurons
 from traitlab.methods.neurons import CollectionSettings, NeuronInduction, SelectionOptions
+from traitlab.methods.pole_answers import Sampling
+from traitlab.traits import TraitSpec
+
+_ANSWERS = "answer-bank-v1"  # in the key: answers from the run's bank, one seed for both sides, teacher-forced
 
 _COLLECTION = ("n_answers", "max_new_tokens", "temperature", "top_p", "seed", "batch_size", "bins")
 _SELECTION = ("threshold", "top_k", "use_f", "boost_only", "clamp_only", "boost_fraction", "positions")
@@ -42,6 +53,8 @@ class NptiParams(Params):
     seed: int = CollectionSettings.seed
     batch_size: int = CollectionSettings.batch_size
     bins: int = CollectionSettings.bins
+    n_questions: int | None = Field(default=None, ge=1)
+    n_per_question: int | None = Field(default=None, ge=1)
     # the rest
     pole: Literal["high", "low"] | None = None
     scale: float = 1.0
@@ -58,6 +71,9 @@ class NptiParams(Params):
 
     @model_validator(mode="after")
     def _settings(self) -> NptiParams:
+        if self.n_per_question is not None and self.n_answers is not None:
+            raise ValueError("n_per_question (every instruction pair × question × n) and n_answers (a shuffled "
+                             "sample of n rows) choose the rows two ways: set one")
         self.collection()
         self.selection()
         return self
@@ -67,6 +83,17 @@ class NptiParams(Params):
 
     def selection(self) -> SelectionOptions:
         return SelectionOptions(seed=self.selection_seed, **{k: getattr(self, k) for k in _SELECTION})
+
+
+def answer_rows(spec: TraitSpec, pairs: list[tuple[str, str]], questions: list[str],
+                params: NptiParams) -> tuple[list[str], list[str], list[str]]:
+    """(questions, pos systems, neg systems) of the collection: with ``n_per_question``, every pair × question ×
+    n, pair-major (the rows of persona vectors and a subnetwork's calibration, so the run's answer bank serves
+    all three); else NPTI's shuffled sample of ``n_answers`` rows (``neurons.pole_rows``)."""
+    if params.n_per_question is None:
+        return neurons.pole_rows(pairs, questions, params.n_answers, params.seed)
+    rows = [(pair, q) for pair in pairs for q in questions for _ in range(params.n_per_question)]
+    return [q for _, q in rows], [p[0] for p, _ in rows], [p[1] for p, _ in rows]
 
 
 def build_npti(context: RecipeContext, params: NptiParams) -> Intervention:
@@ -82,7 +109,15 @@ def build_npti(context: RecipeContext, params: NptiParams) -> Intervention:
     questions = load_question_file(params.questions) if params.questions is not None else None
 
     def fit() -> Intervention:
-        return neurons.fit(lm, spec, settings=settings, pairs=pairs, questions=questions, progress=False)
+        pair_list = pairs if pairs is not None else [(p.pos, p.neg) for p in spec.instruction]
+        asked = questions if questions is not None else context.trimmed(params.n_questions).questions
+        qs, pos_systems, neg_systems = answer_rows(spec, pair_list, list(asked), params)
+        sampling = Sampling(max_new_tokens=settings.max_new_tokens, temperature=settings.temperature,
+                            top_p=settings.top_p, seed=settings.seed, batch_size=settings.batch_size)
+        pos, neg = (context.answers(qs, systems, sampling, f"{spec.name}: answers under the {side} prompts")
+                    for side, systems in (("pos", pos_systems), ("neg", neg_systems)))
+        return neurons.fit(lm, spec, settings=settings, pairs=pair_list, questions=asked, progress=False,
+                           answers=(pos.generation, neg.generation))
 
     def load(path: Path) -> NeuronInduction | None:
         try:
@@ -91,7 +126,7 @@ def build_npti(context: RecipeContext, params: NptiParams) -> Intervention:
             return None
         return loaded if loaded.stats is not None else None
 
-    key = [dataclasses.asdict(settings), pairs, questions]
+    key = [dataclasses.asdict(settings), pairs, questions, params.n_questions, params.n_per_question, _ANSWERS]
     base = cached(context, "npti-stats", key, fit, load=load)
     assert isinstance(base, NeuronInduction)
     options = dataclasses.replace(params.selection(), target=neurons.side_for(spec, own_pole))
