@@ -80,8 +80,8 @@ def test_pole_rows_are_every_pair_times_question_times_n_pair_major():
 
 def test_the_fits_of_a_demo_like_run_sample_each_pole_once(tmp_path, monkeypatch):
     """The demo's layout: persona vectors' positive/negative rollouts are the subnetwork's high/low calibration
-    answers and NPTI's two sides (one seed for both sides), so both poles of a trait cost two generate_chat
-    calls for all these fits."""
+    answers, NPTI's two sides and the personality vectors' distillation data of the high/low pole (one seed for
+    both sides), so both poles of a trait cost two generate_chat calls for all four fits."""
     lm = cached_tiny("llama")
     bank.clear_memory(lm)
     calls = _counted(monkeypatch, lm)
@@ -90,7 +90,9 @@ def test_the_fits_of_a_demo_like_run_sample_each_pole_once(tmp_path, monkeypatch
     methods = {"persona_vectors": {**shared, "n_per_question": 1, "min_pairs": 1, "layer": 1, "coef": 2.0,
                                    "filter_pairs": False},
                "subnetwork": {**shared, "contrastive": True, "sparsity": 0.3, "modules": "mlp", "blocks": "0-1"},
-               "npti": {**shared, "n_per_question": 1, "temperature": 1.0, "threshold": 0.05}}
+               "npti": {**shared, "n_per_question": 1, "temperature": 1.0, "threshold": 0.05},
+               "personality_vector": {**shared, "n_per_question": 1, "every_instruction": True, "method": "lora",
+                                      "epochs": 1.0, "batch_size": 8}}
     for name, params in methods.items():
         for pole in ("high", "low"):
             spec = load_trait(f"extraversion_{pole}")

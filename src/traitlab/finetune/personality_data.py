@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from traitlab.errors import ConfigError
 from traitlab.evaluation.questionnaire import Administration, Inventory
@@ -58,22 +59,33 @@ def _read_big5chat(source: Path, trait: str, level: str, keep_instruction: bool,
 
 def self_distill(lm: LoadedModel, spec: TraitSpec, n_per_question: int = 8, temperature: float = 1.0,
                  max_new_tokens: int = 96, seed: int = 0, batch_size: int = 64,
-                 self_report: Inventory | None = None) -> list[Conversation]:
-    """The model's answers to the spec's extraction questions under its positive instructions (cycled),
-    ``n_per_question`` samples each, returned without the system prompt; empty answers are dropped.
+                 self_report: Inventory | None = None, side: Literal["pos", "neg"] = "pos",
+                 answers: tuple[Sequence[str], Sequence[str]] | None = None) -> list[Conversation]:
+    """The model's answers to the spec's extraction questions under its positive instructions (cycled; ``side=
+    "neg"``: its negative ones, the opposite pole), ``n_per_question`` samples each, returned without the system
+    prompt; empty answers are dropped. ``answers``: (questions, replies) already sampled under that side's
+    prompts (e.g. a run's answer bank, in any row layout); then nothing is generated for them.
 
     With ``self_report``, the persona also answers each of that inventory's items ``n_per_question`` times per
     administration (the questionnaire harness's wordings × option orders) and the answers that parse as 1-5
     are kept, so the finetuned model reports its personality as well as speaking in it. Distil from a
     different instrument than the one you evaluate with."""
-    questions = [q for q in spec.questions for _ in range(n_per_question)]
-    systems = spec.positive_prompts(len(questions))
-    answers = lm.generate_chat(questions, systems, max_new_tokens=max_new_tokens, temperature=temperature,
-                               seed=seed, batch_size=batch_size).texts
-    rows = [_chat(q, a) for q, a in zip(questions, answers, strict=True) if a.strip()]
+    if answers is not None:
+        questions, replies = list(answers[0]), list(answers[1])
+    else:
+        questions = [q for q in spec.questions for _ in range(n_per_question)]
+        systems = side_prompts(spec, side, len(questions))
+        replies = lm.generate_chat(questions, systems, max_new_tokens=max_new_tokens, temperature=temperature,
+                                   seed=seed, batch_size=batch_size).texts
+    rows = [_chat(q, a) for q, a in zip(questions, replies, strict=True) if a.strip()]
     if self_report is not None:
-        rows += _self_report(lm, spec, self_report, n_per_question, temperature, seed, batch_size)
+        rows += _self_report(lm, spec, self_report, n_per_question, temperature, seed, batch_size, side)
     return rows
+
+
+def side_prompts(spec: TraitSpec, side: Literal["pos", "neg"], n: int) -> list[str]:
+    """``n`` system prompts of one side of ``spec``: its ``pos`` (or ``neg``) instructions cycled."""
+    return [getattr(spec.instruction[i % len(spec.instruction)], side) for i in range(n)]
 
 
 def judge_filter(rows: list[Conversation], judge: Any, rubric: str = "", threshold: float = 50.0,
@@ -104,13 +116,13 @@ def _chat(question: str, answer: str) -> Conversation:
 
 
 def _self_report(lm: LoadedModel, spec: TraitSpec, inventory: Inventory, n_per_item: int, temperature: float,
-                 seed: int, batch_size: int) -> list[Conversation]:
+                 seed: int, batch_size: int, side: Literal["pos", "neg"] = "pos") -> list[Conversation]:
     if not inventory.items:
         raise ConfigError(f"self-report inventory {inventory.name} has no items")
     admin = Administration()
     prompts = [admin.prompt(item, w, order) for item in inventory.items for w, order in admin.respondents()
                for _ in range(n_per_item)]
-    systems = spec.positive_prompts(len(prompts))
+    systems = side_prompts(spec, side, len(prompts))
     answers = lm.generate_chat(prompts, systems, max_new_tokens=4, temperature=temperature, seed=seed,
                                batch_size=batch_size).texts
     return [_chat(p, a.strip()) for p, a in zip(prompts, answers, strict=True)

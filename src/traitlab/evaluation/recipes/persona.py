@@ -10,7 +10,9 @@
   ``short_prompts: true`` extracts from the spec's ``short_instruction`` pairs (the prompts a 135M model
   follows).
 - ``personality_vector``: self-distilled data (with ``self_report``: also the persona's answers to that
-  inventory's items of the trait) → finetune → φ = θ_tuned − θ_base.
+  inventory's items of the trait) → finetune → φ = θ_tuned − θ_base. ``every_instruction``: distil from every
+  instruction pair × question × ``n_per_question`` (the rows the other fits sample, shared through the run's
+  answer bank); ``mirror``: a low Big Five pole distils from the ``<trait>_high`` spec's negative prompts.
 
 ``n_questions`` keeps the first n extraction questions of the spec (a cheaper fit).
 """
@@ -25,13 +27,13 @@ from traitlab.errors import ConfigError
 from traitlab.evaluation.questionnaire import load_inventory
 from traitlab.evaluation.recipes.base import Params, Recipe, RecipeContext, cached
 from traitlab.finetune import FinetuneSettings, finetune
-from traitlab.finetune.personality_data import self_distill
+from traitlab.finetune.personality_data import self_distill, side_prompts
 from traitlab.interventions import Intervention
 from traitlab.methods.merging import vector_from_models
 from traitlab.methods.persona_optimize import OPTIMIZED, OptimizeSettings
 from traitlab.methods.persona_sweep import apply_sweep, sweep
 from traitlab.methods.persona_vectors import ALL_VARIANTS, ExtractionSettings, extract
-from traitlab.methods.pole_answers import Sampling
+from traitlab.methods.pole_answers import Sampling, pole_rows
 from traitlab.model.positions import check_positions
 
 _ANSWERS = "answer-bank-v1"  # in the artifact keys: the answers come from the run's bank, one seed for both sides
@@ -145,6 +147,8 @@ class PersonalityVectorParams(Params):
     batch_size: int = 8
     self_report: str | None = None
     n_questions: int | None = Field(default=None, ge=1)
+    every_instruction: bool = False
+    mirror: bool = False
 
     @field_validator("self_report")
     @classmethod
@@ -155,20 +159,42 @@ class PersonalityVectorParams(Params):
 
 
 def build_personality_vector(context: RecipeContext, params: PersonalityVectorParams) -> Intervention:
+    """Self-distil from the run's answer bank, finetune, φ = θ_tuned − θ_base. The distillation answers are the
+    bank's replies to the spec's (first ``n_questions``) extraction questions under its positive prompts,
+    cycled over question × ``n_per_question`` (``every_instruction``: every instruction pair × question ×
+    ``n_per_question``, the rows persona vectors, subnetwork and npti sample, so a run shares them); ``mirror``
+    on a low Big Five pole: the ``<trait>_high`` spec's negative prompts instead (the answers persona vectors
+    contrast and the subnetwork calibrates its low pole on). The vector is the context's own pole either way."""
     lm, spec = context.lm, context.spec
+    source, side = context, "pos"
+    if params.mirror and context.high_pole() is not context:
+        source, side = context.high_pole(), "neg"
 
     def fit() -> Intervention:
+        data_spec = source.trimmed(params.n_questions)
         self_report = None
         if params.self_report is not None:
             inventory = load_inventory(params.self_report)
             self_report = inventory.subset([spec.trait_name]) if spec.trait_name in inventory.traits else None
-        data = self_distill(lm, context.trimmed(params.n_questions), params.n_per_question, params.temperature,
-                            params.max_new_tokens, self_report=self_report)
+        if params.every_instruction:
+            questions, systems = pole_rows(data_spec, side, params.n_per_question)
+            sampling = Sampling(max_new_tokens=params.max_new_tokens, temperature=params.temperature)
+        else:  # self_distill's own rows and call (batch 64)
+            questions = [q for q in data_spec.questions for _ in range(params.n_per_question)]
+            systems = side_prompts(data_spec, side, len(questions))
+            sampling = Sampling(max_new_tokens=params.max_new_tokens, temperature=params.temperature,
+                                batch_size=64)
+        answers = context.answers(questions, systems, sampling, f"{data_spec.name}: answers under the {side} "
+                                  "prompts")
+        data = self_distill(lm, data_spec, params.n_per_question, params.temperature, params.max_new_tokens,
+                            self_report=self_report, side=side, answers=(answers.questions, answers.texts))
         settings = FinetuneSettings(method=params.method, epochs=params.epochs, learning_rate=params.learning_rate,
                                     batch_size=params.batch_size)
         return vector_from_models(lm, finetune(lm, data, settings), spec.trait_name, spec.pole)
 
-    return cached(context, "personality_vector", params.model_dump(), fit)
+    # the new switches enter the key only when set, so artifacts fitted before them stay valid
+    key = params.model_dump(exclude={k for k in ("every_instruction", "mirror") if not getattr(params, k)})
+    return cached(context, "personality_vector", key, fit)
 
 
 PERSONA_VECTORS = Recipe("persona_vectors", PersonaVectorParams, build_persona_vectors)
