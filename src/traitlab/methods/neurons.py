@@ -174,6 +174,7 @@ def stats_from_answers(lm: LoadedModel, generation: Generation, settings: Collec
     histogram sees the tokens in another order, so its bins differ; each estimate is within w/2 of the exact
     quantile). ``tests/neurons/test_npti_stats.py`` checks both on a tiny model."""
     from traitlab.model import pack, teacher_forced
+    from traitlab.model.capture import stop_after_block
     from traitlab.progress import track
 
     settings = settings or CollectionSettings()
@@ -183,7 +184,7 @@ def stats_from_answers(lm: LoadedModel, generation: Generation, settings: Collec
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]) + len(responses[i]))
     chunks = [order[i:i + settings.batch_size] for i in range(0, len(order), settings.batch_size)]
     histogram = NeuronHistogram(settings.bins, n_blocks=len(blocks))
-    with stream_neurons(lm, blocks, histogram, positions="response"):
+    with stream_neurons(lm, blocks, histogram, positions="response"), stop_after_block(lm, blocks[-1]):
         for rows in track(chunks, "neuron statistics of the answers", total=len(chunks),
                           enabled=progress and len(chunks) > 1):
             batch = pack([prompts[i] for i in rows], [responses[i] for i in rows], generation.pad_token_id)

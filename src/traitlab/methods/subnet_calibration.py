@@ -29,6 +29,7 @@ import torch
 
 from traitlab.errors import ConfigError
 from traitlab.model import Generation, LinearInputStats, LoadedModel, capture_linear_inputs, pack, teacher_forced
+from traitlab.model.capture import stop_after_block
 from traitlab.progress import track
 from traitlab.readers import read_jsonl
 from traitlab.traits import BIG_FIVE, TraitSpec, load_trait
@@ -222,11 +223,14 @@ def collect_stats(lm: LoadedModel, calibration: CalibrationSet, positions: str =
                   modules: str = "all", blocks: Sequence[int] | None = None,
                   batch_size: int = 16) -> dict[str, LinearInputStats]:
     """Σx_j and Σx²_j of every selected Linear's input over the calibration tokens at ``positions``, from
-    batched teacher-forced passes. Keys are module names (``model.layers.3.mlp.down_proj``)."""
+    batched teacher-forced passes that stop after the last selected block. Keys are module names
+    (``model.layers.3.mlp.down_proj``)."""
     if positions not in CALIBRATION_POSITIONS:
         raise ConfigError(f"calibration positions must be response or all, got '{positions}'")
     chunks = calibration.chunks(batch_size)
-    with capture_linear_inputs(lm, positions, modules, blocks) as stats:  # type: ignore[arg-type]
+    last = max(blocks) if blocks else lm.num_layers - 1  # nothing after it is recorded: the pass stops there
+    with capture_linear_inputs(lm, positions, modules, blocks) as stats, \
+            stop_after_block(lm, last):  # type: ignore[arg-type]
         for rows in track(chunks, "calibrating", total=len(chunks), enabled=len(chunks) > 1):
             input_ids, attention_mask, roles = (t.to(lm.device) for t in calibration.batch(rows))
             teacher_forced(lm, input_ids, attention_mask, roles)

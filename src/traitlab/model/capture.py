@@ -227,6 +227,23 @@ def capture_linear_inputs(engine: HookEngine, positions: str = "all", modules: M
         yield stats
 
 
+@contextlib.contextmanager
+def stop_after_block(engine: HookEngine, block: int) -> Iterator[None]:
+    """End every forward pass inside the ``with`` block with ``StopForward`` once decoder block ``block``
+    (0-based) has run, skipping the blocks after it, the final norm and the LM head (on SmolLM2-135M the head is
+    ≈ 19% of a token's multiply-adds): for passes that only record activations (``teacher_forced`` then returns
+    ``None``)."""
+    engine = engine_of(engine)
+    if not 0 <= block < engine.num_layers:
+        raise ConfigError(f"block {block} is out of range 0..{engine.num_layers - 1}")
+
+    def stop(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        raise StopForward
+
+    with engine.hook(engine.blocks[block], stop):
+        yield
+
+
 def teacher_forced(engine: HookEngine, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                    roles: torch.Tensor | None = None, grad: bool = False) -> Any:
     """One forward over ``input_ids`` with explicit token roles (no-grad unless ``grad``); returns the model
