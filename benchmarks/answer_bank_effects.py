@@ -11,8 +11,9 @@ by the Gemma-3-270m reference-LM judge (``benchmarks.npti_smollm2``'s ``Bench``,
 Per cell: expression toward the pole (mean ± 95% CI), the paired shift against the unsteered replies and its p,
 coherence and its ratio to the unsteered replies'.
 
-Run: ``OMP_NUM_THREADS=1 python -m benchmarks.answer_bank_effects --old Q0/work --new Q1/work``; figures in
-docs/demo.md ("Cost of the fits").
+``--pv-seeds 1,2`` adds the demo's persona vector extracted from bank answers sampled at other seeds (one
+random draw of 30 pairs against another). Run: ``OMP_NUM_THREADS=1 python -m benchmarks.answer_bank_effects
+--old Q0/work --new Q1/work [--pv-seeds 1,2]``; figures in docs/demo.md ("Cost of the fits").
 """
 
 from __future__ import annotations
@@ -47,12 +48,36 @@ def artifacts(work: Path, lm: Any) -> dict[str, Any]:
     return out
 
 
+def persona_vector_draws(lm: Any, seeds: list[int]) -> dict[str, Any]:
+    """The demo's persona vector (extraversion_high, 6 questions × 5 prompt pairs, T=1, 48 tokens, layer 16,
+    coef 4, no judge filter) extracted from the bank's answers sampled with other seeds (both sides one seed):
+    how much the fitted vector's effect moves from one random draw of 30 pairs to another."""
+    from traitlab.methods.persona_vectors import ExtractionSettings, extract
+    from traitlab.methods.pole_answers import Sampling, pole_answers
+    from traitlab.traits import load_trait
+
+    high = load_trait("extraversion_high")
+    spec = high.model_copy(update={"questions": high.questions[:6]})
+    out = {}
+    for seed in seeds:
+        settings = ExtractionSettings(n_per_question=1, temperature=1.0, max_new_tokens=48, min_pairs=5,
+                                      filter_pairs=False, seed=seed)
+        sampling = Sampling(max_new_tokens=48, temperature=1.0, seed=seed)
+        pos, neg = (pole_answers(lm, spec, side, 1, sampling) for side in ("pos", "neg"))
+        vector = extract(lm, spec, None, settings, answers=(pos.generation, neg.generation)).at(16)
+        vector.scale = 4.0
+        out[f"persona_vectors-high seed {seed}"] = vector
+        out[f"persona_vectors-low seed {seed}"] = vector.scaled(-1.0)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--old", type=Path, required=True, help="work folder of the run before")
     parser.add_argument("--new", type=Path, required=True, help="work folder of the run after")
     parser.add_argument("--n", type=int, default=40)
     parser.add_argument("--work", type=Path, default=Path("benchmarks/results/answer_bank_effects"))
+    parser.add_argument("--pv-seeds", default="", help="also persona vectors from the bank at these seeds, e.g. 1,2")
     args = parser.parse_args()
     from traitlab.model import load_model
     from traitlab.progress import set_quiet
@@ -66,8 +91,11 @@ def main() -> None:
     column = TRAITS.index("extraversion")
     base_scores, base_coh = bench.judge(questions, bench.generate("none", questions)[0.0])
     results: dict[str, Any] = {}
-    for tag, work in (("before", args.old), ("after", args.new)):
-        for name, intervention in artifacts(work, lm).items():
+    runs = [(tag, work, artifacts(work, lm)) for tag, work in (("before", args.old), ("after", args.new))]
+    if args.pv_seeds:
+        runs.append(("draws", Path("draws"), persona_vector_draws(lm, [int(s) for s in args.pv_seeds.split(",")])))
+    for tag, work, interventions in runs:
+        for name, intervention in interventions.items():
             condition = f"bank-effects:{work.resolve()}:{name}"
             with intervention.applied(lm):
                 replies = bench.generate(condition, questions)[0.0]
