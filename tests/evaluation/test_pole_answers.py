@@ -104,3 +104,34 @@ def test_the_fits_of_a_demo_like_run_sample_each_pole_once(tmp_path, monkeypatch
     high = load_trait("extraversion_high")
     assert sorted(calls) == sorted([(high.questions[0], high.instruction[0].pos, 2 * len(high.instruction)),
                                     (high.questions[0], high.instruction[0].neg, 2 * len(high.instruction))])
+
+
+def test_the_new_recipe_parameters_are_checked_before_any_model_loads():
+    import pytest
+
+    from traitlab.errors import ConfigError
+    from traitlab.evaluation.recipes import validate_method
+
+    for name, bad, message in (("npti", {"n_per_question": 1, "n_answers": 24}, "set one"),
+                               ("npti", {"n_per_question": 0}, "n_per_question"),
+                               ("personality_vector", {"every_instruction": 1}, "every_instruction must be"),
+                               ("personality_vector", {"mirror": "yes"}, "mirror must be")):
+        with pytest.raises(ConfigError, match=message):
+            validate_method(name, bad)
+    assert validate_method("npti", {"n_per_question": 2, "n_questions": 3}).n_per_question == 2
+
+
+def test_a_runner_folder_keeps_the_bank_for_a_later_process(tmp_path, monkeypatch):
+    """With ``answers_dir`` the answers outlive the process (here: the in-memory bank cleared): a fit in a new
+    work folder reads them back instead of sampling again."""
+    lm = cached_tiny("llama")
+    spec = load_trait("extraversion_high")
+    params = {"n_questions": 1, "max_new_tokens": 4, "sparsity": 0.3, "modules": "mlp", "blocks": "0"}
+    bank.clear_memory(lm)
+    calls = _counted(monkeypatch, lm)
+    first = build("subnetwork", RecipeContext(lm, spec, tmp_path / "a", answers_dir=tmp_path / "answers"), params)
+    assert len(calls) == 1 and len(list((tmp_path / "answers").glob("*.json"))) == 1
+    bank.clear_memory(lm)
+    again = build("subnetwork", RecipeContext(lm, spec, tmp_path / "b", answers_dir=tmp_path / "answers"), params)
+    assert len(calls) == 1
+    assert all(bool((first.mask(n) == again.mask(n)).all()) for n in first.shapes)
