@@ -109,3 +109,22 @@ def test_shared_and_steered_batches_give_each_conditions_own_replies(smollm2):
         _, kept = generate_answers(smollm2, PROMPTS, steering, max_new_tokens=16, bank=bank)
         with steering.applied(smollm2):
             assert kept.texts == smollm2.generate_chat(PROMPTS, max_new_tokens=16, progress=False).texts
+
+
+def test_npti_statistics_from_the_answers_equal_those_streamed_during_generation(smollm2):
+    """The answer bank's NPTI path on real weights: one teacher-forced pass over sampled answers records the
+    same tokens as ``collect_pole`` did while generating them, the same firing rates up to activations within
+    rounding of 0, and a95 within the two histograms' bounds (measured: no firing rate of the 46080 neurons
+    changed, |Δa95| ≤ 0.85 of the two bounds, which differ because the histograms see the tokens in other
+    orders)."""
+    from traitlab.methods.neurons import CollectionSettings, collect_pole, stats_from_answers
+
+    settings = CollectionSettings(max_new_tokens=12, temperature=1.0, seed=0, batch_size=4)
+    systems = ["You are outgoing and talkative.", "You are quiet and reserved."] * 2
+    streamed, generation = collect_pole(smollm2, PROMPTS[:2] * 2, systems, settings, progress=False)
+    forced = stats_from_answers(smollm2, generation, settings, progress=False)
+    assert forced.tokens == streamed.tokens > 20 and forced.answers == 4
+    changed = (forced.firing - streamed.firing).abs() * streamed.tokens  # tokens whose sign flipped
+    assert float(changed.max()) <= 1.0 + 1e-6 and float(changed.mean()) < 1e-3
+    bound = streamed.a95_err + forced.a95_err + 1e-3
+    assert bool(((forced.a95 - streamed.a95).abs() <= bound).all())
