@@ -100,7 +100,7 @@ def main() -> None:
             with intervention.applied(lm):
                 replies = bench.generate(condition, questions)[0.0]
             scores, coh = bench.judge(questions, replies)
-            sign = 1.0 if name.endswith("high") else -1.0
+            sign = 1.0 if "-high" in name else -1.0
             row = summary(scores[:, column], base_scores[:, column], sign, coh, base_coh)
             results[f"{tag} {name}"] = row
             print(f"{tag:6s} {name:24s} {json.dumps(row)}", flush=True)
