@@ -79,12 +79,14 @@ class RecipeContext:
 
 @dataclasses.dataclass(frozen=True)
 class Recipe(Generic[P]):
-    """One method of ``traitlab compare``. ``sweepable=False``: it has no strength, ``sweep`` is refused."""
+    """One method of ``traitlab compare``. ``sweepable=False``: it has no strength, ``sweep`` is refused.
+    ``offload``: its fit needs no judges and costs enough to give to a helper process (``fit_workers``)."""
 
     name: str
     params: type[P]
     build: Callable[[RecipeContext, P], Intervention | None]
     sweepable: bool = True
+    offload: bool = False
 
     def parse(self, params: Mapping[str, Any]) -> P:
         """The typed parameters; ``ConfigError("method 'name': ...")`` on unknown or bad ones."""

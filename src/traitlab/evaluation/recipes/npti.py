@@ -98,4 +98,4 @@ def build_npti(context: RecipeContext, params: NptiParams) -> Intervention:
     return base.with_options(**dataclasses.asdict(options)).scaled(params.scale)
 
 
-NPTI = Recipe("npti", NptiParams, build_npti)
+NPTI = Recipe("npti", NptiParams, build_npti, offload=True)

@@ -164,4 +164,4 @@ def build_personality_vector(context: RecipeContext, params: PersonalityVectorPa
 
 
 PERSONA_VECTORS = Recipe("persona_vectors", PersonaVectorParams, build_persona_vectors)
-PERSONALITY_VECTOR = Recipe("personality_vector", PersonalityVectorParams, build_personality_vector)
+PERSONALITY_VECTOR = Recipe("personality_vector", PersonalityVectorParams, build_personality_vector, offload=True)

@@ -111,4 +111,4 @@ def build_subnetwork(context: RecipeContext, params: SubnetworkParams) -> Interv
     return cached(context, "subnetwork", key, fit, tags=(pole,))
 
 
-SUBNETWORK = Recipe("subnetwork", SubnetworkParams, build_subnetwork)
+SUBNETWORK = Recipe("subnetwork", SubnetworkParams, build_subnetwork, offload=True)
