@@ -1,5 +1,5 @@
-"""Fits in helper processes: the claim files, a helper's fits read back by the run, and a run with a helper
-gives the rows a run alone gives."""
+"""Fits in helper processes: the claim files (``traitlab.claims``), a helper's fits read back by the run, and
+a run with a helper gives the rows a run alone gives."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import sys
 import pytest
 import yaml
 
+from traitlab.claims import claimed
 from traitlab.evaluation import fit_workers
-from traitlab.evaluation.fit_workers import claimed, claims_folder, slot_name
+from traitlab.evaluation.fit_workers import claims_folder, slot_name
 from traitlab.evaluation.recipes import persona
 from traitlab.evaluation.runner import _helper_slots, plan, run_experiment
 
@@ -31,6 +32,9 @@ def test_a_claim_is_exclusive_marks_done_and_is_released(tmp_path):
     with pytest.raises(RuntimeError), claimed(tmp_path, "failing"):
         raise RuntimeError("fit failed")
     assert not (tmp_path / "failing.claim").exists() and not (tmp_path / "failing.done").exists()
+    with claimed(tmp_path, "outer", mark_done=False) as outer, claimed(tmp_path, "outer") as inner:
+        assert outer and inner  # a process already holding a claim holds it again (no wait on itself)
+    assert not (tmp_path / "outer.claim").exists() and not (tmp_path / "outer.done").exists()
 
 
 def test_a_live_holder_is_respected_and_a_dead_ones_claim_is_taken_over(tmp_path):

@@ -16,21 +16,19 @@ count back once they are done.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import errno
 import hashlib
 import multiprocessing
 import os
 import re
 import signal
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from traitlab.claims import claimed
+
 CLAIMS = "claims"
-_POLL_S = 0.2
 
 
 def default_workers() -> int:
@@ -47,61 +45,6 @@ def slot_name(method_key: str, spec_name: str) -> str:
     digest = hashlib.sha256(f"{method_key}\0{spec_name}".encode()).hexdigest()[:12]
     readable = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{method_key}-{spec_name}")[:60]
     return f"{readable}-{digest}"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except OSError as exc:
-        return exc.errno == errno.EPERM
-    return True
-
-
-def _holder(claim: Path) -> int | None:
-    """The pid holding ``claim``; ``None`` when the file is gone or unreadable (being written)."""
-    try:
-        return int(claim.read_text().strip() or "0") or None
-    except (OSError, ValueError):
-        return None
-
-
-def _try_claim(claim: Path) -> bool:
-    try:
-        handle = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-    except FileExistsError:
-        return False
-    with os.fdopen(handle, "w") as file:
-        file.write(str(os.getpid()))
-    return True
-
-
-@contextlib.contextmanager
-def claimed(folder: Path, name: str, *, wait: bool = True) -> Iterator[bool]:
-    """Hold the claim on ``name`` for the block. Yields ``True`` once this process holds it; with ``wait``, a live
-    holder is waited for first (a dead one's claim is taken over). Without ``wait`` it yields ``False`` at once
-    when another process holds the claim or the slot is done. The claim is released when the block ends, and
-    ``<name>.done`` is written when it ends without an exception."""
-    folder.mkdir(parents=True, exist_ok=True)
-    claim, done = folder / f"{name}.claim", folder / f"{name}.done"
-    if not wait and done.exists():
-        yield False
-        return
-    while not _try_claim(claim):
-        holder = _holder(claim)
-        if holder is not None and not _alive(holder):
-            with contextlib.suppress(FileNotFoundError):
-                claim.unlink()  # its process is gone: take the slot over
-            continue
-        if not wait:
-            yield False
-            return
-        time.sleep(_POLL_S)
-    try:
-        yield True
-        done.touch()
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            claim.unlink()
 
 
 @dataclasses.dataclass(frozen=True)
