@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import subprocess
 import sys
 
@@ -25,7 +26,7 @@ SPEC = {"name": "tiny_extraversion", "trait": "extraversion", "pole": "high",
 
 def test_a_claim_is_exclusive_marks_done_and_is_released(tmp_path):
     with claimed(tmp_path, "slot") as mine:
-        assert mine and (tmp_path / "slot.claim").read_text() == str(__import__("os").getpid())
+        assert mine and (tmp_path / "slot.claim").read_text() == str(os.getpid())
     assert not (tmp_path / "slot.claim").exists() and (tmp_path / "slot.done").exists()
     with claimed(tmp_path, "slot", wait=False) as mine:  # done: a helper skips it
         assert not mine
@@ -38,7 +39,7 @@ def test_a_claim_is_exclusive_marks_done_and_is_released(tmp_path):
 
 
 def test_a_live_holder_is_respected_and_a_dead_ones_claim_is_taken_over(tmp_path):
-    (tmp_path / "held.claim").write_text(str(__import__("os").getppid()))  # a live process
+    (tmp_path / "held.claim").write_text(str(os.getppid()))  # a live process
     with claimed(tmp_path, "held", wait=False) as mine:
         assert not mine
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
@@ -86,7 +87,7 @@ def test_a_helpers_fits_are_read_not_refitted_and_give_the_same_rows(experiment,
     out = tmp_path / ".helped.partial"
     slots = _helper_slots(plan(exp), specs, out)
     assert [s.method for s in slots] == ["subnetwork", "personality_vector"]  # the plan's last fits first
-    job = fit_workers.HelperJob(exp.model, None, None, tuple(slots), str(claims_folder(out)), 1, 0)
+    job = fit_workers.HelperJob(exp.model, None, None, tuple(slots), str(claims_folder(out)), 1, 0, os.getpid())
     claims_folder(out).mkdir(parents=True)
     helper = multiprocessing.get_context("spawn").Process(target=fit_workers._helper_main, args=(job,))
     helper.start()

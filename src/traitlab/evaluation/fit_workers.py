@@ -67,6 +67,7 @@ class HelperJob:
     claims: str
     threads: int
     index: int
+    parent: int  # the run's pid: a helper whose run is gone stops at its next slot
 
 
 def _helper_main(job: HelperJob) -> None:
@@ -86,6 +87,8 @@ def _helper_main(job: HelperJob) -> None:
     set_quiet(True)
     lm = load_model(job.model, dtype=job.dtype, device=job.device)
     for slot in job.slots:
+        if os.getppid() != job.parent:
+            return
         with claimed(Path(job.claims), slot.name, wait=False) as mine:
             if not mine:
                 continue
@@ -116,7 +119,7 @@ class FitHelpers:
         context = multiprocessing.get_context("spawn")
         processes = []
         for index in range(workers - 1):
-            job = HelperJob(model, dtype, device, tuple(slots), str(claims), each, index)
+            job = HelperJob(model, dtype, device, tuple(slots), str(claims), each, index, os.getpid())
             process = context.Process(target=_helper_main, args=(job,), daemon=True)
             process.start()
             processes.append(process)
