@@ -525,6 +525,34 @@ def test_ctrl_c_in_compare_leaves_an_unfinished_run_that_the_rerun_completes(inp
     assert len((out / "results.jsonl").read_text().splitlines()) == 2
 
 
+def _processes_with_env(key: str, value: str) -> list[int]:
+    """Pids of live processes whose environment has ``key=value`` (this machine's /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+            state = (entry / "stat").read_text().split(") ")[-1].split()[0]
+        except OSError:
+            continue
+        if f"{key}={value}".encode() in environ and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs /proc")
+def test_ctrl_c_in_compare_stops_its_fit_helper(inputs, tmp_path):
+    experiment = tmp_path / "exp.yaml"
+    experiment.write_text(f"model: {inputs['model']}\ntraits: [extraversion_high]\nmethods:\n  - name: none\n"
+                          "  - name: subnetwork\n    params: {max_new_tokens: 4, n_questions: 2}\n"
+                          "evaluations: {situational: {n_questions: 1, max_new_tokens: 4}}\njudge: {kind: local}\n")
+    code, _, err = _interrupt(["compare", str(experiment), "-o", str(tmp_path / "run"), "--workers", "2"],
+                              ("traitlab.evaluation.suite", "evaluate", 0, False), tmp_path)
+    assert code == 130 and _said(err) == ["error: interrupted"], err
+    assert _processes_with_env("TRAITLAB_TEST_READY", str(tmp_path / ".ready")) == []  # the helper is gone
+
+
 def test_an_interrupted_single_file_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
     from traitlab.validate import atomic_file, write_text_atomic
 
