@@ -109,21 +109,21 @@ def test_bf16_autocast_finetune_keeps_fp32_weights_and_the_fp32_direction(llama)
     bf16 = _phi(llama, finetune(llama, data, dataclasses.replace(settings, precision="bf16"), progress=False))
     assert bf16.keys() == fp32.keys()
     assert all(d.dtype == torch.float32 and torch.isfinite(d).all() for d in bf16.values())
-    a, b = (torch.cat([phi[n].flatten() for n in sorted(phi)]) for phi in (fp32, bf16))
-    cosine = float(torch.nn.functional.cosine_similarity(a, b, dim=0))
-    assert cosine > 0.95 and not torch.equal(a, b), cosine  # measured 0.9xx
-    assert b.norm() / a.norm() == pytest.approx(1.0, abs=0.1)
+    a, b = (torch.cat([phi[n].flatten() for n in sorted(phi)]).double() for phi in (fp32, bf16))
+    cosine = float(a @ b / (a.norm() * b.norm()))
+    assert 0.99 < cosine < 1.0, cosine  # measured 0.9993 (seeds 0-2: 0.9992-0.9996): close, not the fp32 run
+    assert float(b.norm() / a.norm()) == pytest.approx(1.0, abs=0.02)  # measured 1.0004
 
 
 def test_precision_auto_resolves_to_fp32_without_native_bf16(monkeypatch):
     from traitlab.finetune import sft
 
     assert sft.resolve_precision("fp32", "cpu") == "fp32" and sft.resolve_precision("bf16", "cpu") == "bf16"
+    assert sft.native_bf16("meta") is False
     monkeypatch.setattr(sft, "native_bf16", lambda device: False)
     assert sft.resolve_precision("auto", "cpu") == "fp32"
     monkeypatch.setattr(sft, "native_bf16", lambda device: True)
     assert sft.resolve_precision("auto", "cpu") == "bf16"
-    assert sft.native_bf16("meta") is False
     with pytest.raises(ConfigError, match="unknown precision 'half'"):
         FinetuneSettings(precision="half")  # type: ignore[arg-type]
 
