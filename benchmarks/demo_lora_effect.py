@@ -81,7 +81,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from traitlab.finetune import FinetuneSettings, finetune
-    from traitlab.interventions import load_intervention
+    from traitlab.registry import load_intervention
     from traitlab.methods.merging import vector_from_models
     from traitlab.model import load_model
     from traitlab.progress import set_quiet
