@@ -81,10 +81,10 @@ def main() -> None:
     args = parser.parse_args()
 
     from traitlab.finetune import FinetuneSettings, finetune
-    from traitlab.registry import load_intervention
     from traitlab.methods.merging import vector_from_models
     from traitlab.model import load_model
     from traitlab.progress import set_quiet
+    from traitlab.registry import load_intervention
     from traitlab.traits import load_trait
 
     torch.set_num_threads(1)
