@@ -151,6 +151,12 @@ class PersonalityVectorParams(Params):
             load_inventory(value)
         return value
 
+    @model_validator(mode="after")
+    def _top_blocks_need_lora(self) -> PersonalityVectorParams:
+        if self.lora_top_blocks is not None and self.method != "lora":
+            raise ValueError("lora_top_blocks needs method: lora")
+        return self
+
 
 def build_personality_vector(context: RecipeContext, params: PersonalityVectorParams) -> Intervention:
     lm, spec = context.lm, context.spec
@@ -162,8 +168,6 @@ def build_personality_vector(context: RecipeContext, params: PersonalityVectorPa
             self_report = inventory.subset([spec.trait_name]) if spec.trait_name in inventory.traits else None
         data = self_distill(lm, context.trimmed(params.n_questions), params.n_per_question, params.temperature,
                             params.max_new_tokens, self_report=self_report)
-        if params.lora_top_blocks is not None and params.method != "lora":
-            raise ConfigError("lora_top_blocks needs method: lora")
         top = params.lora_top_blocks
         layers = tuple(range(max(0, lm.num_layers - top), lm.num_layers)) if top is not None else None
         settings = FinetuneSettings(method=params.method, epochs=params.epochs, learning_rate=params.learning_rate,
