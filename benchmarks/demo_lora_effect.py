@@ -5,7 +5,8 @@ module, 2 epochs, lr 1e-3, batch 8) of both extraversion poles on SmolLM2-135M-I
 convention rather than the quick demo's 4 answers a cell:
 
 - the 40 held-out questions (``benchmarks.persona_vectors_smollm2.question_sets``), greedy, 48 new tokens,
-  θ_base + α·φ at α = 1 (the demo's fitted strength) against α = 0;
+  θ_base + α·φ at α = 1 (the demo's fitted strength; ``--alphas 1 2`` adds the demo's sweep point 2) against
+  α = 0;
 - the trait judge: the offline embedding judge calibrated on SmolLM2's unsteered replies, oriented toward the
   pole; the one-sided paired t-test of the per-question shift; the pole's short prompt (its first paraphrase)
   on the same questions as the reference shift;
@@ -76,6 +77,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("variants", nargs="+")
     parser.add_argument("--reference", type=Path, default=None)
+    parser.add_argument("--alphas", type=float, nargs="+", default=[1.0], help="strengths α to evaluate")
     parser.add_argument("--work", type=Path, default=Path("out/demo_lora_effect"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/demo_lora_effect.json"))
     args = parser.parse_args()
@@ -160,11 +162,13 @@ def main() -> None:
                 entry["cosine_to_first"] = round(float(a @ b / (a.norm() * b.norm())), 4)
             digest = hashlib.sha1(b"".join(phi.deltas[n].flatten()[:4096].numpy().tobytes()
                                            for n in sorted(phi.deltas))).hexdigest()[:12]
-            texts = generate(f"{pole}:{variant}:{digest}:1.0", phi.scaled(1.0))
-            scores = oriented(judges.scores(trait, held_out, texts))
-            coherence = judges.coherences(held_out[:N_COHERENCE], texts[:N_COHERENCE])
-            entry.update({"score": round(float(scores.mean()), 2), **paired_t(scores - base),
-                          "coherence_ratio": round(float(coherence.mean() / base_c.mean()), 3)})
+            for alpha in args.alphas:
+                texts = generate(f"{pole}:{variant}:{digest}:{alpha}", phi.scaled(alpha))
+                scores = oriented(judges.scores(trait, held_out, texts))
+                coherence = judges.coherences(held_out[:N_COHERENCE], texts[:N_COHERENCE])
+                at = {"score": round(float(scores.mean()), 2), **paired_t(scores - base),
+                      "coherence_ratio": round(float(coherence.mean() / base_c.mean()), 3)}
+                entry.update(at if alpha == 1.0 else {f"alpha_{alpha}": at})
             record["variants"][variant] = entry
             print(f"{pole} {variant}: {entry}", flush=True)
             results["poles"][pole] = record
