@@ -113,6 +113,9 @@ def test_bf16_autocast_finetune_keeps_fp32_weights_and_the_fp32_direction(llama)
     cosine = float(a @ b / (a.norm() * b.norm()))
     assert 0.99 < cosine < 1.0, cosine  # measured 0.9993 (seeds 0-2: 0.9992-0.9996): close, not the fp32 run
     assert float(b.norm() / a.norm()) == pytest.approx(1.0, abs=0.02)  # measured 1.0004
+    steered = _phi(llama, finetune(llama, data, dataclasses.replace(settings, precision="bf16"), progress=False,
+                                   steering=_vector(llama).at(positions="all").scaled(2.0)))
+    assert all(d.dtype == torch.float32 and torch.isfinite(d).all() for d in steered.values())
 
 
 def test_precision_auto_resolves_to_fp32_without_native_bf16(monkeypatch):
@@ -139,6 +142,8 @@ def test_lora_on_upper_blocks_only_changes_those_blocks(llama):
         finetune(llama, data, dataclasses.replace(settings, lora_layers=(llama.num_layers,)), progress=False)
     with pytest.raises(ConfigError, match="lora_layers"):
         FinetuneSettings(lora_layers=())
+    with pytest.raises(ConfigError, match="lora_layers needs method lora"):
+        FinetuneSettings(method="full", lora_layers=(0,))
 
 
 def test_screening_delta_is_sample_minus_base_projection(llama):

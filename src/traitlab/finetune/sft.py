@@ -67,6 +67,8 @@ class FinetuneSettings:
             raise ConfigError(f"unknown precision '{self.precision}'; use auto, fp32 or bf16")
         if self.lora_layers is not None and (not self.lora_layers or min(self.lora_layers) < 0):
             raise ConfigError("lora_layers must list at least one block index, none negative")
+        if self.lora_layers is not None and self.method != "lora":
+            raise ConfigError("lora_layers needs method lora")
 
 
 def native_bf16(device: torch.device | str) -> bool:
