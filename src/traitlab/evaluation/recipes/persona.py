@@ -10,7 +10,10 @@
   ``short_prompts: true`` extracts from the spec's ``short_instruction`` pairs (the prompts a 135M model
   follows).
 - ``personality_vector``: self-distilled data (with ``self_report``: also the persona's answers to that
-  inventory's items of the trait) → finetune → φ = θ_tuned − θ_base.
+  inventory's items of the trait) → finetune → φ = θ_tuned − θ_base. ``precision`` as in ``FinetuneSettings``
+  ("auto": bf16 autocast where the hardware has bf16 natively, else fp32); the artifact is keyed on the
+  precision it resolves to, and an fp32 fit keeps the key it had before the setting existed.
+  ``lora_top_blocks: n`` puts the LoRA adapters on the model's last n blocks only (the backward stops there).
 
 ``n_questions`` keeps the first n extraction questions of the spec (a cheaper fit).
 """
@@ -26,6 +29,7 @@ from traitlab.evaluation.questionnaire import load_inventory
 from traitlab.evaluation.recipes.base import Params, Recipe, RecipeContext, cached
 from traitlab.finetune import FinetuneSettings, finetune
 from traitlab.finetune.personality_data import self_distill
+from traitlab.finetune.sft import resolve_precision
 from traitlab.interventions import Intervention
 from traitlab.methods.merging import vector_from_models
 from traitlab.methods.persona_optimize import OPTIMIZED, OptimizeSettings
@@ -137,6 +141,8 @@ class PersonalityVectorParams(Params):
     batch_size: int = 8
     self_report: str | None = None
     n_questions: int | None = Field(default=None, ge=1)
+    precision: Literal["auto", "fp32", "bf16"] = "fp32"
+    lora_top_blocks: int | None = Field(default=None, ge=1)
 
     @field_validator("self_report")
     @classmethod
@@ -144,6 +150,12 @@ class PersonalityVectorParams(Params):
         if value is not None:
             load_inventory(value)
         return value
+
+    @model_validator(mode="after")
+    def _top_blocks_need_lora(self) -> PersonalityVectorParams:
+        if self.lora_top_blocks is not None and self.method != "lora":
+            raise ValueError("lora_top_blocks needs method: lora")
+        return self
 
 
 def build_personality_vector(context: RecipeContext, params: PersonalityVectorParams) -> Intervention:
@@ -156,11 +168,15 @@ def build_personality_vector(context: RecipeContext, params: PersonalityVectorPa
             self_report = inventory.subset([spec.trait_name]) if spec.trait_name in inventory.traits else None
         data = self_distill(lm, context.trimmed(params.n_questions), params.n_per_question, params.temperature,
                             params.max_new_tokens, self_report=self_report)
+        top = params.lora_top_blocks
+        layers = tuple(range(max(0, lm.num_layers - top), lm.num_layers)) if top is not None else None
         settings = FinetuneSettings(method=params.method, epochs=params.epochs, learning_rate=params.learning_rate,
-                                    batch_size=params.batch_size)
+                                    batch_size=params.batch_size, precision=precision, lora_layers=layers)
         return vector_from_models(lm, finetune(lm, data, settings), spec.trait_name, spec.pole)
 
-    return cached(context, "personality_vector", params.model_dump(), fit)
+    precision = resolve_precision(params.precision, lm.device)
+    key = params.model_dump(exclude={"precision"} | ({"lora_top_blocks"} if params.lora_top_blocks is None else set()))
+    return cached(context, "personality_vector", key if precision == "fp32" else [key, precision], fit)
 
 
 PERSONA_VECTORS = Recipe("persona_vectors", PersonaVectorParams, build_persona_vectors)
