@@ -5,11 +5,19 @@
 once: two; the low pole's mask comes from the cached statistics), CPU seconds of the process
 (``time.process_time``) per pole.
 
+``lora [VARIANT...]``: the demo's personality-vector LoRA finetune alone (``data/demo.yaml``'s params) of both
+extraversion poles on SmolLM2, on the same self-distilled data (generated once, cached in
+``benchmarks/results/demo_lora_data-<pole>.json``), per variant: CPU seconds of ``finetune`` and the cosine of
+each variant's φ = θ_tuned − θ_base with the first variant's (a weight-space check of one precision against
+another; an ``-upN`` variant draws other LoRA initialisations, so its cosine says nothing about its effect).
+Variants: ``fp32``, ``bf16``, ``bf16-upN`` (adapters on the upper N blocks only), ``fp32-upN``.
+
 ``profile OUT.prof ARGS...``: ``traitlab ARGS...`` (e.g. ``demo --quick --out FRESH``) under
 ``cProfile.Profile(time.process_time)``, so the profile's times are CPU seconds even on a shared machine, then
 the CPU seconds of each recipe's build and of its main steps.
 
-Run (one thread, beside other jobs): ``OMP_NUM_THREADS=1 python -m benchmarks.demo_fits_cost subnet`` and
+Run (one thread, beside other jobs): ``OMP_NUM_THREADS=1 python -m benchmarks.demo_fits_cost subnet``,
+``OMP_NUM_THREADS=1 python -m benchmarks.demo_fits_cost lora fp32 bf16 bf16-up16`` and
 ``OMP_NUM_THREADS=1 python -m benchmarks.demo_fits_cost profile /tmp/q.prof demo --quick --out /tmp/fresh``.
 Figures in docs/demo.md ("Cost of the fits").
 """
@@ -59,6 +67,68 @@ def subnet() -> None:
                       f"(removes {mask.sparsity:.4f})", flush=True)
 
 
+def lora(variants: list[str]) -> None:
+    import json
+
+    import torch
+    import yaml
+
+    from traitlab.evaluation.demo import DEMO_FILE
+    from traitlab.finetune import FinetuneSettings, finetune
+    from traitlab.finetune.personality_data import self_distill
+    from traitlab.methods.merging import vector_from_models
+    from traitlab.model import load_model
+    from traitlab.progress import set_quiet
+    from traitlab.traits import load_trait
+
+    torch.set_num_threads(1)
+    set_quiet(True)
+    params = next(m["params"] for m in yaml.safe_load(DEMO_FILE.read_text())["methods"]
+                  if m["name"] == "personality_vector")
+    lm = load_model("smollm2-135m-instruct")
+    results = Path("benchmarks/results")
+    results.mkdir(parents=True, exist_ok=True)
+    report: dict[str, dict[str, float]] = {}
+    for name in ("extraversion_high", "extraversion_low"):
+        spec = load_trait(name)
+        cache = results / f"demo_lora_data-{name}.json"
+        if cache.is_file():
+            data = json.loads(cache.read_text())
+        else:
+            start = time.process_time()
+            trimmed = spec.model_copy(update={"questions": list(spec.questions[:params["n_questions"]])})
+            data = self_distill(lm, trimmed, params["n_per_question"], 1.0, params["max_new_tokens"])
+            print(f"{name}: self-distillation {time.process_time() - start:.1f} CPU-s ({len(data)} replies)")
+            cache.write_text(json.dumps(data))
+        reference = None
+        for variant in variants:
+            precision, _, up = variant.partition("-up")
+            layers = tuple(range(lm.num_layers - int(up), lm.num_layers)) if up else None
+            settings = FinetuneSettings(method=params["method"], epochs=params["epochs"],
+                                        learning_rate=params["learning_rate"], batch_size=params["batch_size"],
+                                        precision=precision, lora_layers=layers)  # type: ignore[arg-type]
+            start = time.process_time()
+            tuned = finetune(lm, data, settings, progress=False)
+            seconds = time.process_time() - start
+            phi = vector_from_models(lm, tuned, spec.trait_name, spec.pole)
+            flat = torch.cat([d.flatten() for _, d in sorted(phi.deltas.items())])
+            finite = bool(torch.isfinite(flat).all())
+            line = f"{name} {variant}: {seconds:.1f} CPU-s, |phi| {flat.norm():.4f}, finite {finite}"
+            if reference is None:
+                reference = dict(phi.deltas)
+            else:  # compare on the union of parameters (a missing one counts as zero)
+                keys = sorted(set(reference) | set(phi.deltas))
+                a = torch.cat([reference[k].flatten() if k in reference else torch.zeros(phi.deltas[k].numel())
+                               for k in keys])
+                b = torch.cat([phi.deltas[k].flatten() if k in phi.deltas else torch.zeros(reference[k].numel())
+                               for k in keys])
+                a, b = a.double(), b.double()  # a float32 dot product of 10⁸ terms drifts past 1
+                line += f", cosine to {variants[0]} {float(a @ b / (a.norm() * b.norm())):.4f}"
+            print(line, flush=True)
+            report.setdefault(name, {})[variant] = seconds
+    (results / "demo_lora_cost.json").write_text(json.dumps(report, indent=1))
+
+
 def profile(out: str, args: list[str]) -> None:
     sys.argv = ["traitlab", *args]
     prof = cProfile.Profile(time.process_time)
@@ -89,6 +159,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="what", required=True)
     sub.add_parser("subnet")
+    variants = sub.add_parser("lora")
+    variants.add_argument("variants", nargs="*", default=["fp32", "bf16"])
     run = sub.add_parser("profile")
     run.add_argument("out")
     run.add_argument("args", nargs=argparse.REMAINDER)
@@ -97,6 +169,8 @@ def main() -> None:
     chosen = parser.parse_args()
     if chosen.what == "subnet":
         subnet()
+    elif chosen.what == "lora":
+        lora(chosen.variants)
     elif chosen.what == "profile":
         profile(chosen.out, chosen.args)
     else:

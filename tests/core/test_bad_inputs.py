@@ -233,6 +233,8 @@ BAD: dict[str, list[str]] = {
     "finetune-lora-r-zero": ["finetune", "-d", "{chats}", "-m", "{model}", "--lora-r", "0", "-o", "{out}/ft"],
     "finetune-max-length-tiny": ["finetune", "-d", "{chats}", "-m", "{model}", "--max-length", "2",
                                  "-o", "{out}/ft"],
+    "finetune-precision-unknown": ["finetune", "-d", "{chats}", "-m", "{model}", "--precision", "fp8",
+                                   "-o", "{out}/ft"],
     "monitor-malformed-message": ["monitor", "-v", "{good}", "-i", "{mixed_chats}", "-m", "{model}",
                                   "-o", "{out}/m.csv"],
     "screen-malformed-message": ["screen", "-v", "{good}", "-d", "{mixed_chats}", "-m", "{model}",
@@ -294,6 +296,7 @@ WHY: dict[str, str] = {  # each case must fail for its own reason: a part of its
     "merge-data-max-new-tokens-zero": "--max-new-tokens", "merge-data-threshold-range": "--threshold",
     "merge-data-unknown-judge": "unknown judge", "merge-data-judge-big5chat": "not to --from-big5chat",
     "finetune-lora-r-zero": "--lora-r", "finetune-max-length-tiny": "--max-length",
+    "finetune-precision-unknown": "unknown precision 'fp8'",
     "monitor-malformed-message": "malformed chat message", "screen-malformed-message": "malformed chat message",
     "unknown-trait": "unknown trait", "unknown-dtype": "unknown dtype",
     "bad-json-family": "not valid JSON", "apply-missing-file": "not found", "apply-binary-file": "not a readable",
@@ -523,6 +526,34 @@ def test_ctrl_c_in_compare_leaves_an_unfinished_run_that_the_rerun_completes(inp
     assert code == 0, err
     assert json.loads((out / "run.json").read_text())["cells"] == 2 and not partial.exists()
     assert len((out / "results.jsonl").read_text().splitlines()) == 2
+
+
+def _processes_with_env(key: str, value: str) -> list[int]:
+    """Pids of live processes whose environment has ``key=value`` (this machine's /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+            state = (entry / "stat").read_text().split(") ")[-1].split()[0]
+        except OSError:
+            continue
+        if f"{key}={value}".encode() in environ and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs /proc")
+def test_ctrl_c_in_compare_stops_its_fit_helper(inputs, tmp_path):
+    experiment = tmp_path / "exp.yaml"
+    experiment.write_text(f"model: {inputs['model']}\ntraits: [extraversion_high]\nmethods:\n  - name: none\n"
+                          "  - name: subnetwork\n    params: {max_new_tokens: 4, n_questions: 2}\n"
+                          "evaluations: {situational: {n_questions: 1, max_new_tokens: 4}}\njudge: {kind: local}\n")
+    code, _, err = _interrupt(["compare", str(experiment), "-o", str(tmp_path / "run"), "--workers", "2"],
+                              ("traitlab.evaluation.suite", "evaluate", 0, False), tmp_path)
+    assert code == 130 and _said(err) == ["error: interrupted"], err
+    assert _processes_with_env("TRAITLAB_TEST_READY", str(tmp_path / ".ready")) == []  # the helper is gone
 
 
 def test_an_interrupted_single_file_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):

@@ -144,3 +144,26 @@ def test_the_persona_vector_sweep_never_sees_the_questions_the_evaluation_asks(t
         build("persona_vectors", RecipeContext(cached_tiny("llama"), spec, tmp_path, judges), {"sweep_questions": 6})
     assert seen["sweep"] == spec.questions[-6:]
     assert not set(seen["sweep"]) & set(spec.held_out_questions)
+
+
+def test_the_personality_vector_key_keeps_fp32_fits_and_separates_bf16(tmp_path, monkeypatch):
+    """An fp32 fit (also "auto" without native bf16) keeps the key it had before ``precision`` existed, so its
+    stored artifacts still load; a bf16 fit or an upper-blocks LoRA gets its own."""
+    import traitlab.evaluation.recipes.persona as persona
+    from traitlab.finetune import sft
+
+    keys = []
+    monkeypatch.setattr(persona, "cached", lambda context, method, key, fit: keys.append(key))
+    lm, spec = cached_tiny("llama"), load_trait("extraversion_high")
+    before = {"n_per_question": 4, "temperature": 1.0, "max_new_tokens": 80, "method": "full", "epochs": 2.0,
+              "learning_rate": 3e-4, "batch_size": 8, "self_report": None, "n_questions": None}
+    monkeypatch.setattr(sft, "native_bf16", lambda device: False)
+    for params in ({}, {"precision": "fp32"}, {"precision": "auto"}, {"precision": "bf16"},
+                   {"method": "lora", "lora_top_blocks": 1}):
+        build("personality_vector", RecipeContext(lm, spec, tmp_path), params)
+    assert keys[0] == keys[1] == keys[2] == before
+    assert keys[3] == [before, "bf16"] and keys[4] == {**before, "method": "lora", "lora_top_blocks": 1}
+    with pytest.raises(ConfigError, match="precision"):
+        validate_method("personality_vector", {"precision": "fp16"})
+    with pytest.raises(ConfigError, match="lora_top_blocks needs method: lora"):
+        validate_method("personality_vector", {"method": "full", "lora_top_blocks": 4})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import pytest
@@ -91,6 +92,58 @@ def test_finetune_shift_and_preventative_steering(llama):
     # transformers installs its own output-capturing hooks on first use; none of traitlab's may remain
     hooks = lambda model: sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())  # noqa: E731
     assert hooks(steered.model) == hooks(llama.model)
+
+
+def _phi(base, tuned):
+    tuned_params = dict(tuned.model.named_parameters())
+    return {n: tuned_params[n] - p for n, p in base.model.named_parameters() if not torch.equal(tuned_params[n], p)}
+
+
+def test_bf16_autocast_finetune_keeps_fp32_weights_and_the_fp32_direction(llama):
+    data = [[{"role": "user", "content": f"question {i}"}, {"role": "assistant", "content": "LOUD LOUD LOUD!"}]
+            for i in range(8)]
+    settings = FinetuneSettings(method="lora", epochs=2, learning_rate=5e-3, batch_size=4)
+    default = _phi(llama, finetune(llama, data, settings, progress=False))
+    fp32 = _phi(llama, finetune(llama, data, dataclasses.replace(settings, precision="fp32"), progress=False))
+    assert default.keys() == fp32.keys() and all(torch.equal(default[n], fp32[n]) for n in default)
+    bf16 = _phi(llama, finetune(llama, data, dataclasses.replace(settings, precision="bf16"), progress=False))
+    assert bf16.keys() == fp32.keys()
+    assert all(d.dtype == torch.float32 and torch.isfinite(d).all() for d in bf16.values())
+    a, b = (torch.cat([phi[n].flatten() for n in sorted(phi)]).double() for phi in (fp32, bf16))
+    cosine = float(a @ b / (a.norm() * b.norm()))
+    assert 0.99 < cosine < 1.0, cosine  # measured 0.9993 (seeds 0-2: 0.9992-0.9996): close, not the fp32 run
+    assert float(b.norm() / a.norm()) == pytest.approx(1.0, abs=0.02)  # measured 1.0004
+    steered = _phi(llama, finetune(llama, data, dataclasses.replace(settings, precision="bf16"), progress=False,
+                                   steering=_vector(llama).at(positions="all").scaled(2.0)))
+    assert all(d.dtype == torch.float32 and torch.isfinite(d).all() for d in steered.values())
+
+
+def test_precision_auto_resolves_to_fp32_without_native_bf16(monkeypatch):
+    from traitlab.finetune import sft
+
+    assert sft.resolve_precision("fp32", "cpu") == "fp32" and sft.resolve_precision("bf16", "cpu") == "bf16"
+    assert sft.native_bf16("meta") is False
+    monkeypatch.setattr(sft, "native_bf16", lambda device: False)
+    assert sft.resolve_precision("auto", "cpu") == "fp32"
+    monkeypatch.setattr(sft, "native_bf16", lambda device: True)
+    assert sft.resolve_precision("auto", "cpu") == "bf16"
+    with pytest.raises(ConfigError, match="unknown precision 'half'"):
+        FinetuneSettings(precision="half")  # type: ignore[arg-type]
+
+
+def test_lora_on_upper_blocks_only_changes_those_blocks(llama):
+    data = [[{"role": "user", "content": f"question {i}"}, {"role": "assistant", "content": "LOUD LOUD LOUD!"}]
+            for i in range(8)]
+    top = llama.num_layers - 1
+    settings = FinetuneSettings(method="lora", epochs=1, learning_rate=5e-3, batch_size=4, lora_layers=(top,))
+    phi = _phi(llama, finetune(llama, data, settings, progress=False))
+    assert phi and all(name.startswith(f"{llama.family.layers}.{top}.") for name in phi)
+    with pytest.raises(ConfigError, match="past the model"):
+        finetune(llama, data, dataclasses.replace(settings, lora_layers=(llama.num_layers,)), progress=False)
+    with pytest.raises(ConfigError, match="lora_layers"):
+        FinetuneSettings(lora_layers=())
+    with pytest.raises(ConfigError, match="lora_layers needs method lora"):
+        FinetuneSettings(method="full", lora_layers=(0,))
 
 
 def test_screening_delta_is_sample_minus_base_projection(llama):

@@ -15,6 +15,7 @@ from pathlib import Path
 import typer
 
 from traitlab.cli.common import console
+from traitlab.evaluation.fit_workers import default_workers
 
 
 def demo(
@@ -24,6 +25,9 @@ def demo(
     model: str = typer.Option("smollm2-135m-instruct", "--model", "-m",
                               help="The model (traitlab/persona-tiny runs the organism's demo)."),
     markdown: bool = typer.Option(False, "--markdown", help="Print the method × pole table in Markdown."),
+    workers: int = typer.Option(default_workers(), "--workers", min=1, max=64,
+                                help="Processes: the run plus helpers that fit the judge-free mechanisms "
+                                     "meanwhile (default: 2 where there are 2 cores or more)."),
 ) -> None:
     """Run every mechanism on both poles of the Big Five and write a comparison report."""
     from traitlab.errors import ConfigError
@@ -37,7 +41,7 @@ def demo(
     folder = out / f"{name}-{'quick' if quick else 'full'}"
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; give a folder")
-    done = run_demo(experiment, folder, progress=not is_quiet())
+    done = run_demo(experiment, folder, progress=not is_quiet(), workers=workers)
     if markdown:
         print(markdown_table(done["cells"], done["threshold"]))
         return

@@ -13,6 +13,7 @@ from rich.table import Table
 from traitlab.cli.common import DEVICE, DTYPE, FAMILY, MODEL, console, read_family
 from traitlab.cli.judging import JUDGE, JUDGE_CACHE, JUDGE_MODEL, JUDGE_URL, parse_judge
 from traitlab.errors import ConfigError, validation_message
+from traitlab.evaluation.fit_workers import default_workers
 from traitlab.validate import output_file, write_text_atomic
 
 BIG_FIVE_CSV = "openness,conscientiousness,extraversion,agreeableness,neuroticism"
@@ -24,6 +25,9 @@ def compare(
     out: Path | None = typer.Option(None, "--out", "-o",
                                     help="Results folder (default: traitlab-results/<experiment file name>)."),
     no_report: bool = typer.Option(False, "--no-report", help="Skip summary.csv and report.html."),
+    workers: int = typer.Option(default_workers(), "--workers", min=1, max=64,
+                                help="Processes: the run plus helpers that fit the judge-free methods meanwhile "
+                                     "(default: 2 where there are 2 cores or more)."),
 ) -> None:
     """Run (or resume) an experiment and compare methods side by side: results.jsonl, summary.csv, report.html.
     An unfinished run waits in .FOLDER.partial and the rerun resumes it; FOLDER appears only when complete."""
@@ -34,7 +38,7 @@ def compare(
 
     config, _ = load_experiment(experiment)
     folder = out or Path("traitlab-results") / experiment.stem
-    rows = run_experiment(experiment, folder, progress=not is_quiet(), report=not no_report)
+    rows = run_experiment(experiment, folder, progress=not is_quiet(), report=not no_report, workers=workers)
     console.print(summary_table(rows, title=f"{config.name}: {config.model}"))
     console.print(f"results: {folder / RESULTS}" + ("" if no_report else f", {folder / 'report.html'}"))
 

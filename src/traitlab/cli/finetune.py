@@ -26,6 +26,9 @@ def finetune(
     lora_r: int = typer.Option(8, "--lora-r", help="LoRA rank (--method lora)."),
     lora_alpha: int | None = typer.Option(None, "--lora-alpha", help="LoRA scale α (default 2·r)."),
     max_length: int = typer.Option(256, "--max-length", help="Tokens per training row (prompt + reply)."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32, bf16 (autocast; weights, optimizer and "
+                                                              "loss stay fp32) or auto (bf16 where the "
+                                                              "hardware has it natively)."),
     steer: str | None = typer.Option(None, "--steer", help="VECTOR[:COEF] — preventative steering during "
                                                             "training (all tokens, at the vector's layer)."),
     shift_vector: Path | None = typer.Option(None, "--shift-vector", help="Report the finetune-shift along "
@@ -45,7 +48,7 @@ def finetune(
     settings = FinetuneSettings(method=method, epochs=epochs, learning_rate=learning_rate,  # type: ignore[arg-type]
                                 batch_size=batch_size, seed=seed, lora_r=lora_r,
                                 lora_alpha=lora_alpha if lora_alpha is not None else 2 * lora_r,
-                                max_length=max_length)
+                                max_length=max_length, precision=precision)  # type: ignore[arg-type]
     conversations = load_chat_jsonl(data)
     output_folder(out)
     steering = None

@@ -244,16 +244,18 @@ def markdown_table(cells: Sequence[dict[str, Any]], threshold: float = 50.0) -> 
 # ---------------------------------------------------------------------------------------------- run
 
 
-def run_demo(experiment: dict[str, Any], folder: str | Path, progress: bool = True) -> dict[str, Any]:
+def run_demo(experiment: dict[str, Any], folder: str | Path, progress: bool = True,
+             workers: int = 1) -> dict[str, Any]:
     """Run (or resume: every fitted artifact and finished cell is reused) the demo's experiment into
-    ``folder``, then write ``summary.csv`` and the demo report ``report.html``. Returns the rows, the per-pole
-    ``cells``, the coherence ``threshold`` and the ``report`` path."""
+    ``folder``, then write ``summary.csv`` and the demo report ``report.html``. ``workers`` > 1 fits the
+    judge-free mechanisms in helper processes meanwhile (``runner.run_experiment``). Returns the rows, the
+    per-pole ``cells``, the coherence ``threshold`` and the ``report`` path."""
     from traitlab.evaluation.demo_report import render_demo_html
     from traitlab.evaluation.report import write_summary_csv
     from traitlab.evaluation.runner import run_experiment
 
     out = Path(folder)
-    rows = run_experiment(experiment, out, progress=progress, report=False)
+    rows = run_experiment(experiment, out, progress=progress, report=False, workers=workers)
     threshold = float((experiment.get("evaluations", {}).get("coherence") or {}).get("threshold", 50.0))
     write_summary_csv(rows, out / "summary.csv")
     report = out / "report.html"

@@ -95,9 +95,11 @@ def _append(path: Path, row: dict[str, Any]) -> None:
 def run_experiment(config: Experiment | str | os.PathLike[str] | dict[str, Any], out_dir: str | os.PathLike[str], *,
                    progress: bool = True, report: bool = True,
                    on_cell: Callable[[dict[str, Any]], None] | None = None,
-                   lm: Any | None = None) -> list[dict[str, Any]]:
+                   lm: Any | None = None, workers: int = 1) -> list[dict[str, Any]]:
     """Run (or resume) an experiment into the results folder ``out_dir``; returns one row per cell, in plan
-    order. ``lm`` reuses a loaded model (it must be the experiment's model)."""
+    order. ``lm`` reuses a loaded model (it must be the experiment's model). ``workers`` > 1 starts
+    ``workers − 1`` helper processes that fit the judge-free recipes from the end of the plan
+    (``fit_workers``)."""
     experiment, specs = load_experiment(config)
     target = check_results_folder(out_dir)
     partial = partial_folder(target)
@@ -116,7 +118,7 @@ def run_experiment(config: Experiment | str | os.PathLike[str] | dict[str, Any],
 
         lm = load_model(experiment.model, dtype=experiment.dtype, device=experiment.device)
     with _locked_partial(target, partial) as out:
-        rows = _run_cells(experiment, specs, cells, out, progress, on_cell, lm)
+        rows = _run_cells(experiment, specs, cells, out, progress, on_cell, lm, workers)
         if report:
             _report(rows, out, experiment)
         _mark_complete(out, experiment, cells)
@@ -208,8 +210,10 @@ def _mark_complete(folder: Path, experiment: Experiment, cells: list[Cell]) -> N
 
 
 def _run_cells(experiment: Experiment, specs: dict[str, Any], cells: list[Cell], out: Path, progress: bool,
-               on_cell: Callable[[dict[str, Any]], None] | None, lm: Any | None) -> list[dict[str, Any]]:
+               on_cell: Callable[[dict[str, Any]], None] | None, lm: Any | None,
+               workers: int = 1) -> list[dict[str, Any]]:
     """Run the cells not yet in ``out/results.jsonl``, committing each as it finishes; all rows in plan order."""
+    from traitlab.evaluation.fit_workers import FitHelpers, answers_folder, claims_folder, reset_claims
     from traitlab.evaluation.situational import ReplyBank
     from traitlab.evaluation.suite import Judges, evaluate, headline
 
@@ -217,15 +221,20 @@ def _run_cells(experiment: Experiment, specs: dict[str, Any], cells: list[Cell],
     results = out / RESULTS
     done = read_results(results)
     todo = [c for c in cells if c.key not in done]
-    if todo:
-        situational = experiment.evaluations.situational
-        bank = ReplyBank(lm, situational.batch_size if situational else 32) if lm is not None else None
-        judges = Judges.from_config(experiment.judge, lm, out / "work" / "judges", bank)
-        built: dict[tuple[str, str], Any] = {}
-        if progress and len(cells) > len(todo):
-            stderr.print(f"resuming: {len(cells) - len(todo)} of {len(cells)} cells already in {results}")
-        fits = {c.key for c in {(c.method.key, c.trait): c for c in reversed(todo)}.values()
-                if c.method.name not in PROMPT_RECIPES}
+    if not todo:
+        return [done[c.key] for c in cells]
+    situational = experiment.evaluations.situational
+    bank = ReplyBank(lm, situational.batch_size if situational else 32) if lm is not None else None
+    judges = Judges.from_config(experiment.judge, lm, out / "work" / "judges", bank)
+    built: dict[tuple[str, str], Any] = {}
+    if progress and len(cells) > len(todo):
+        stderr.print(f"resuming: {len(cells) - len(todo)} of {len(cells)} cells already in {results}")
+    fits = {c.key for c in {(c.method.key, c.trait): c for c in reversed(todo)}.values()
+            if c.method.name not in PROMPT_RECIPES}
+    reset_claims(claims_folder(out))
+    helpers = FitHelpers.start(experiment.model, experiment.dtype, experiment.device,
+                               _helper_slots(todo, specs, out), claims_folder(out), answers_folder(out), workers)
+    try:
         if bank is not None:
             built.update(_request_shared(experiment, specs, todo, out, lm, judges, bank))
         shared = set(built)  # slots built ahead of their first cell
@@ -238,6 +247,7 @@ def _run_cells(experiment: Experiment, specs: dict[str, Any], cells: list[Cell],
             return f"{verb} {cell.method.key} · {cell.trait}{at}"
 
         for position, cell in enumerate(steps(todo, describe, enabled=progress)):
+            helpers.settle()
             spec = specs[cell.trait]
             scale = "" if cell.scale is None else f", scale {cell.scale:g}"
             cell_label = f"{cell.method.key} on {spec.name}{scale}, seed {cell.seed}"
@@ -270,14 +280,40 @@ def _run_cells(experiment: Experiment, specs: dict[str, Any], cells: list[Cell],
             done[cell.key] = row
             if on_cell is not None:
                 on_cell(row)
+    finally:
+        helpers.stop()
     return [done[c.key] for c in cells]
+
+
+def _workdir(method_key: str, spec: Any, out: Path) -> Path:
+    return out / "work" / method_key / spec.name
+
+
+def _helper_slots(todo: list[Cell], specs: dict[str, Any], out: Path) -> list[Any]:
+    """The fits a helper process may take (``Recipe.offload``), one per (method entry, trait), last first."""
+    from traitlab.evaluation.fit_workers import Slot, slot_name
+    from traitlab.evaluation.recipes import recipe
+
+    slots: dict[tuple[str, str], Slot] = {}
+    for cell in reversed(todo):
+        spec = specs[cell.trait]
+        if (cell.method.key, cell.trait) in slots or not recipe(cell.method.name).offload:
+            continue
+        slots[(cell.method.key, cell.trait)] = Slot(
+            slot_name(cell.method.key, spec.name), cell.method.name, dict(cell.method.params),
+            spec.model_dump(mode="json"), str(_workdir(cell.method.key, spec, out)))
+    return list(slots.values())
 
 
 def _build_cell(cell: Cell, spec: Any, out: Path, lm: Any, judges: Any) -> Any:
     """Fit (or load from ``out/work/<method>/<spec>``) the Intervention of ``cell``'s method on ``spec``."""
-    workdir = out / "work" / cell.method.key / spec.name
+    from traitlab.evaluation.fit_workers import answers_folder, claims_folder, fit_in, slot_name
+
+    workdir = _workdir(cell.method.key, spec, out)
     workdir.mkdir(parents=True, exist_ok=True)
-    return build(cell.method.name, RecipeContext(lm, spec, workdir, judges), cell.method.params)
+    return fit_in(claims_folder(out), slot_name(cell.method.key, spec.name),
+                  lambda: build(cell.method.name, RecipeContext(lm, spec, workdir, judges, answers_folder(out)),
+                                cell.method.params))
 
 
 def _answers_config(experiment: Experiment) -> Any:

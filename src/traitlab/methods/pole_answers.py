@@ -15,7 +15,8 @@ call on
     key = SHA-256(model fingerprint, dtype, device, the rendered prompts, the sampling settings)
 
 and keeps its answers in memory (per loaded model) and, given a folder, on disk as ``<folder>/<key>.json``
-(written to a temporary file and renamed, so a reader sees all of it or none). A second fit that asks the
+(written to a temporary file and renamed, so a reader sees all of it or none; sampled under the file's claim,
+``traitlab.claims``, so the processes of one run that share the folder sample a call once). A second fit that asks the
 same question of the same model reads the answers back instead of sampling them again.
 
 **Seed convention (common random numbers).** The recipes sample both sides of a trait with the *same* ``seed``,
@@ -38,6 +39,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from traitlab.claims import claimed
 from traitlab.errors import ConfigError
 from traitlab.model import Generation, LoadedModel
 from traitlab.progress import activity
@@ -129,21 +131,29 @@ def answers(lm: LoadedModel, questions: Sequence[str], systems: Sequence[str | N
     memory = _MEMORY.setdefault(lm, OrderedDict())
     if key in memory:
         return memory[key]
-    path = Path(folder) / f"{key}.json" if folder is not None else None
-    found = _read(path, key, questions, systems) if path is not None and path.is_file() else None
-    if found is None:
-        with activity(label):
-            generation = lm.generate_chat(questions, systems, max_new_tokens=sampling.max_new_tokens,
-                                          temperature=sampling.temperature, top_p=sampling.top_p, seed=sampling.seed,
-                                          batch_size=sampling.batch_size)
-        found = PoleAnswers(questions, systems, generation, key)
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(path, json.dumps(_record(found, sampling)))
+    if folder is None:
+        found = _sample(lm, questions, systems, sampling, key, label)
+    else:  # under the file's claim: processes of one run sharing the folder sample a call once
+        path = Path(folder) / f"{key}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with claimed(path.parent, path.name, mark_done=False):
+            found = _read(path, key, questions, systems) if path.is_file() else None
+            if found is None:
+                found = _sample(lm, questions, systems, sampling, key, label)
+                write_text_atomic(path, json.dumps(_record(found, sampling)))
     memory[key] = found
     while len(memory) > MEMORY_ENTRIES:
         memory.popitem(last=False)
     return found
+
+
+def _sample(lm: LoadedModel, questions: list[str], systems: list[str | None], sampling: Sampling, key: str,
+            label: str) -> PoleAnswers:
+    with activity(label):
+        generation = lm.generate_chat(questions, systems, max_new_tokens=sampling.max_new_tokens,
+                                      temperature=sampling.temperature, top_p=sampling.top_p, seed=sampling.seed,
+                                      batch_size=sampling.batch_size)
+    return PoleAnswers(questions, systems, generation, key)
 
 
 def pole_answers(lm: LoadedModel, spec: TraitSpec, side: Side, n_per_question: int = 1,

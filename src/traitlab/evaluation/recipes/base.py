@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from traitlab.claims import claimed
 from traitlab.errors import ConfigError, TraitlabError
 from traitlab.interventions import Intervention
 from traitlab.methods.pole_answers import PoleAnswers, Sampling, Side, answers, pole_answers
@@ -96,12 +97,14 @@ class RecipeContext:
 
 @dataclasses.dataclass(frozen=True)
 class Recipe(Generic[P]):
-    """One method of ``traitlab compare``. ``sweepable=False``: it has no strength, ``sweep`` is refused."""
+    """One method of ``traitlab compare``. ``sweepable=False``: it has no strength, ``sweep`` is refused.
+    ``offload``: its fit needs no judges and costs enough to give to a helper process (``fit_workers``)."""
 
     name: str
     params: type[P]
     build: Callable[[RecipeContext, P], Intervention | None]
     sweepable: bool = True
+    offload: bool = False
 
     def parse(self, params: Mapping[str, Any]) -> P:
         """The typed parameters; ``ConfigError("method 'name': ...")`` on unknown or bad ones."""
@@ -150,13 +153,15 @@ def cached(context: RecipeContext, method: str, key: Any, fit: Callable[[], Inte
            tags: tuple[str, ...] = (), load: Callable[[Path], Intervention | None] | None = None) -> Intervention:
     """The artifact ``fit()`` makes for (spec content, ``key``, model fingerprint), kept in the work folder as
     ``<method>-<spec name>[-<tags>]-<hash>.tl.safetensors``: loaded when present, else fitted and saved.
-    ``load(path)`` may return ``None`` to refit (default: any artifact, checked against the model)."""
+    ``load(path)`` may return ``None`` to refit (default: any artifact, checked against the model). The fit holds
+    the artifact's claim (``traitlab.claims``), so processes of one run sharing an artifact fit it once."""
     path = artifact_path(context, method, key, tags)
-    if path.is_file():
-        loaded = load(path) if load is not None else load_intervention(path, context.lm)
-        if loaded is not None:
-            return loaded
     path.parent.mkdir(parents=True, exist_ok=True)
-    intervention = fit()
-    intervention.save(path)
-    return intervention
+    with claimed(path.parent, path.name, mark_done=False):  # another process fitting it: wait, then load
+        if path.is_file():
+            loaded = load(path) if load is not None else load_intervention(path, context.lm)
+            if loaded is not None:
+                return loaded
+        intervention = fit()
+        intervention.save(path)
+        return intervention

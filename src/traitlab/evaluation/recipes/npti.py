@@ -133,4 +133,4 @@ def build_npti(context: RecipeContext, params: NptiParams) -> Intervention:
     return base.with_options(**dataclasses.asdict(options)).scaled(params.scale)
 
 
-NPTI = Recipe("npti", NptiParams, build_npti)
+NPTI = Recipe("npti", NptiParams, build_npti, offload=True)

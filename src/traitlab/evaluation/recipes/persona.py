@@ -13,6 +13,10 @@
   inventory's items of the trait) → finetune → φ = θ_tuned − θ_base. ``every_instruction``: distil from every
   instruction pair × question × ``n_per_question`` (the rows the other fits sample, shared through the run's
   answer bank); ``mirror``: a low Big Five pole distils from the ``<trait>_high`` spec's negative prompts.
+  ``precision`` as in ``FinetuneSettings``
+  ("auto": bf16 autocast where the hardware has bf16 natively, else fp32); the artifact is keyed on the
+  precision it resolves to, and an fp32 fit keeps the key it had before the setting existed.
+  ``lora_top_blocks: n`` puts the LoRA adapters on the model's last n blocks only (the backward stops there).
 
 ``n_questions`` keeps the first n extraction questions of the spec (a cheaper fit).
 """
@@ -28,6 +32,7 @@ from traitlab.evaluation.questionnaire import load_inventory
 from traitlab.evaluation.recipes.base import Params, Recipe, RecipeContext, cached
 from traitlab.finetune import FinetuneSettings, finetune
 from traitlab.finetune.personality_data import self_distill, side_prompts
+from traitlab.finetune.sft import resolve_precision
 from traitlab.interventions import Intervention
 from traitlab.methods.merging import vector_from_models
 from traitlab.methods.persona_optimize import OPTIMIZED, OptimizeSettings
@@ -149,6 +154,8 @@ class PersonalityVectorParams(Params):
     n_questions: int | None = Field(default=None, ge=1)
     every_instruction: bool = False
     mirror: bool = False
+    precision: Literal["auto", "fp32", "bf16"] = "fp32"
+    lora_top_blocks: int | None = Field(default=None, ge=1)
 
     @field_validator("self_report")
     @classmethod
@@ -156,6 +163,12 @@ class PersonalityVectorParams(Params):
         if value is not None:
             load_inventory(value)
         return value
+
+    @model_validator(mode="after")
+    def _top_blocks_need_lora(self) -> PersonalityVectorParams:
+        if self.lora_top_blocks is not None and self.method != "lora":
+            raise ValueError("lora_top_blocks needs method: lora")
+        return self
 
 
 def build_personality_vector(context: RecipeContext, params: PersonalityVectorParams) -> Intervention:
@@ -188,14 +201,19 @@ def build_personality_vector(context: RecipeContext, params: PersonalityVectorPa
                                   "prompts")
         data = self_distill(lm, data_spec, params.n_per_question, params.temperature, params.max_new_tokens,
                             self_report=self_report, side=side, answers=(answers.questions, answers.texts))
+        top = params.lora_top_blocks
+        layers = tuple(range(max(0, lm.num_layers - top), lm.num_layers)) if top is not None else None
         settings = FinetuneSettings(method=params.method, epochs=params.epochs, learning_rate=params.learning_rate,
-                                    batch_size=params.batch_size)
+                                    batch_size=params.batch_size, precision=precision, lora_layers=layers)
         return vector_from_models(lm, finetune(lm, data, settings), spec.trait_name, spec.pole)
 
     # the new switches enter the key only when set, so artifacts fitted before them stay valid
-    key = params.model_dump(exclude={k for k in ("every_instruction", "mirror") if not getattr(params, k)})
-    return cached(context, "personality_vector", key, fit)
+    precision = resolve_precision(params.precision, lm.device)
+    unset = {k for k in ("every_instruction", "mirror") if not getattr(params, k)}
+    key = params.model_dump(exclude={"precision"} | unset | ({"lora_top_blocks"} if params.lora_top_blocks is None
+                                                             else set()))
+    return cached(context, "personality_vector", key if precision == "fp32" else [key, precision], fit)
 
 
 PERSONA_VECTORS = Recipe("persona_vectors", PersonaVectorParams, build_persona_vectors)
-PERSONALITY_VECTOR = Recipe("personality_vector", PersonalityVectorParams, build_personality_vector)
+PERSONALITY_VECTOR = Recipe("personality_vector", PersonalityVectorParams, build_personality_vector, offload=True)

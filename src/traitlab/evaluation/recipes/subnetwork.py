@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from traitlab.claims import claimed
 from traitlab.evaluation.recipes.base import Params, Recipe, RecipeContext, artifact_path, cached
 from traitlab.interventions import Intervention
 from traitlab.methods import subnet_fit
@@ -74,11 +75,18 @@ def cached_pole_statistics(context: RecipeContext, pole: str, settings: FindSett
     in the work folder as ``subnet-stats-<spec>-<pole>-<hash>.safetensors`` (Σx and Σx² in
     float64, the token counts and the calibration source in the header): loaded when present, else collected
     and saved."""
+    path = artifact_path(context, "subnet-stats", [pole, calibration_key(settings, n_questions)], (pole,),
+                         suffix=".safetensors")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with claimed(path.parent, path.name, mark_done=False):  # one process of a run calibrates a pole
+        return _pole_statistics(context, pole, settings, n_questions, path)
+
+
+def _pole_statistics(context: RecipeContext, pole: str, settings: FindSettings, n_questions: int | None,
+                     path: Path) -> PoleStatistics:
     from safetensors import safe_open
     from safetensors.torch import save_file
 
-    path = artifact_path(context, "subnet-stats", [pole, calibration_key(settings, n_questions)], (pole,),
-                         suffix=".safetensors")
     if path.is_file():
         with safe_open(str(path), framework="pt") as handle:
             header = json.loads((handle.metadata() or {})["traitlab"])
@@ -96,7 +104,6 @@ def cached_pole_statistics(context: RecipeContext, pole: str, settings: FindSett
     tensors = {f"{name}.{field}": getattr(entry, field).contiguous()
                for name, entry in stats.items() for field in ("sum", "sum_sq")}
     header = {"counts": {name: entry.count for name, entry in stats.items()}, "source": source}
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata={"traitlab": json.dumps(header, default=str)})
     Path(tmp).replace(path)
@@ -121,4 +128,4 @@ def build_subnetwork(context: RecipeContext, params: SubnetworkParams) -> Interv
     return cached(context, "subnetwork", key, fit, tags=(pole,))
 
 
-SUBNETWORK = Recipe("subnetwork", SubnetworkParams, build_subnetwork)
+SUBNETWORK = Recipe("subnetwork", SubnetworkParams, build_subnetwork, offload=True)
