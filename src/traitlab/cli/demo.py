@@ -21,7 +21,7 @@ from traitlab.evaluation.fit_workers import default_workers
 def demo(
     out: Path = typer.Option(Path("traitlab-demo"), "--out", "-o", help="Folder for results and the report."),
     quick: bool = typer.Option(False, "--quick", help="Both extraversion poles, no dose-response sweeps, fewer "
-                               "questions (about 6 CPU-minutes)."),
+                               "questions (about 3 minutes on 2 cores)."),
     model: str = typer.Option("smollm2-135m-instruct", "--model", "-m",
                               help="The model (traitlab/persona-tiny runs the organism's demo)."),
     markdown: bool = typer.Option(False, "--markdown", help="Print the method × pole table in Markdown."),
