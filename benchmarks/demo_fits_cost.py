@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 STEPS = {  # function name -> label; build_* only from the recipes
     "build_persona_vectors": "persona_vectors (recipe)", "build_npti": "npti (recipe)",
@@ -67,6 +68,18 @@ def subnet() -> None:
                       f"(removes {mask.sparsity:.4f})", flush=True)
 
 
+def variant_settings(variant: str, params: dict[str, Any], num_layers: int) -> Any:
+    """The demo's LoRA settings for a variant name: ``fp32``, ``bf16`` or ``auto``, with ``-upN`` for adapters on
+    the last N blocks only."""
+    from traitlab.finetune import FinetuneSettings
+
+    precision, _, up = variant.partition("-up")
+    layers = tuple(range(num_layers - int(up), num_layers)) if up else None
+    return FinetuneSettings(method=params["method"], epochs=params["epochs"], learning_rate=params["learning_rate"],
+                            batch_size=params["batch_size"], precision=precision,  # type: ignore[arg-type]
+                            lora_layers=layers)
+
+
 def lora(variants: list[str]) -> None:
     import json
 
@@ -74,7 +87,7 @@ def lora(variants: list[str]) -> None:
     import yaml
 
     from traitlab.evaluation.demo import DEMO_FILE
-    from traitlab.finetune import FinetuneSettings, finetune
+    from traitlab.finetune import finetune
     from traitlab.finetune.personality_data import self_distill
     from traitlab.methods.merging import vector_from_models
     from traitlab.model import load_model
@@ -102,11 +115,7 @@ def lora(variants: list[str]) -> None:
             cache.write_text(json.dumps(data))
         reference = None
         for variant in variants:
-            precision, _, up = variant.partition("-up")
-            layers = tuple(range(lm.num_layers - int(up), lm.num_layers)) if up else None
-            settings = FinetuneSettings(method=params["method"], epochs=params["epochs"],
-                                        learning_rate=params["learning_rate"], batch_size=params["batch_size"],
-                                        precision=precision, lora_layers=layers)  # type: ignore[arg-type]
+            settings = variant_settings(variant, params, lm.num_layers)
             start = time.process_time()
             tuned = finetune(lm, data, settings, progress=False)
             seconds = time.process_time() - start

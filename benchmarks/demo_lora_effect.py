@@ -35,6 +35,7 @@ from typing import Any
 import torch
 
 from benchmarks.common import save_results
+from benchmarks.demo_fits_cost import variant_settings
 from benchmarks.persona_vectors_smollm2 import Judges, question_sets
 from benchmarks.personality_vectors_smollm2 import paired_t
 
@@ -82,7 +83,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/demo_lora_effect.json"))
     args = parser.parse_args()
 
-    from traitlab.finetune import FinetuneSettings, finetune
+    from traitlab.finetune import finetune
     from traitlab.methods.merging import vector_from_models
     from traitlab.model import load_model
     from traitlab.progress import set_quiet
@@ -135,11 +136,7 @@ def main() -> None:
         data = data_for(lm, pole, params)
         reference: dict[str, torch.Tensor] | None = None
         for variant in args.variants:
-            precision, _, up = variant.partition("-up")
-            layers = tuple(range(lm.num_layers - int(up), lm.num_layers)) if up else None
-            settings = FinetuneSettings(method=params["method"], epochs=params["epochs"],
-                                        learning_rate=params["learning_rate"], batch_size=params["batch_size"],
-                                        precision=precision, lora_layers=layers)  # type: ignore[arg-type]
+            settings = variant_settings(variant, params, lm.num_layers)
             start = time.process_time()
             tuned = finetune(lm, data, settings, progress=False)
             cpu = time.process_time() - start
