@@ -42,6 +42,7 @@ from typing import Any, Literal
 from traitlab.claims import claimed
 from traitlab.errors import ConfigError
 from traitlab.model import Generation, LoadedModel
+from traitlab.model.generation import SamplingParams
 from traitlab.progress import activity
 from traitlab.traits import TraitSpec
 from traitlab.validate import write_text_atomic
@@ -62,12 +63,7 @@ class Sampling:
     batch_size: int = 32
 
     def __post_init__(self) -> None:
-        if self.max_new_tokens < 1:
-            raise ConfigError(f"max_new_tokens must be ≥ 1, got {self.max_new_tokens}")
-        if self.temperature < 0:
-            raise ConfigError(f"temperature must be ≥ 0, got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}")
+        SamplingParams(self.max_new_tokens, self.temperature, self.top_p, seed=self.seed)  # generation's checks
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be ≥ 1, got {self.batch_size}")
 
