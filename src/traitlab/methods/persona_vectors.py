@@ -28,6 +28,7 @@ from traitlab.errors import ConfigError
 from traitlab.interventions import Intervention, kwargs_from_meta
 from traitlab.judging import Judge, judge_all
 from traitlab.methods.persona_optimize import OPTIMIZED, OptimizeSettings, optimize_directions
+from traitlab.methods.pole_answers import pair_rows
 from traitlab.methods.steering import Mode, ResidualSteering
 from traitlab.model import Generation, LoadedModel, capture_residual, teacher_forced
 from traitlab.progress import activity, track
@@ -109,15 +110,15 @@ def rollouts(lm: LoadedModel, spec: TraitSpec, judge: Judge | None, settings: Ex
     the (positive, negative) replies of exactly these rows, already sampled (e.g. from a run's answer bank,
     shared with a subnetwork's calibration, where both sides use one seed); then nothing is generated here."""
     qs = list(questions if questions is not None else spec.questions[:settings.n_questions])
-    rows = [(pair, q) for pair in spec.instruction for q in qs for _ in range(settings.n_per_question)]
-    questions_rows = [q for _, q in rows]
-    pos_systems, neg_systems = [p.pos for p, _ in rows], [p.neg for p, _ in rows]
+    questions_rows, pos_systems, neg_systems = pair_rows([(p.pos, p.neg) for p in spec.instruction], qs,
+                                                         settings.n_per_question)
+    n_rows = len(questions_rows)
     options = dict(max_new_tokens=settings.max_new_tokens, temperature=settings.temperature,
                    top_p=settings.top_p, batch_size=settings.batch_size)
     if answers is not None:
         pos, neg = answers
-        if len(pos.texts) != len(rows) or len(neg.texts) != len(rows):
-            raise ConfigError(f"persona vectors of {spec.name} need {len(rows)} answers per side (instruction "
+        if len(pos.texts) != n_rows or len(neg.texts) != n_rows:
+            raise ConfigError(f"persona vectors of {spec.name} need {n_rows} answers per side (instruction "
                               f"pairs × questions × n_per_question), got {len(pos.texts)} and {len(neg.texts)}")
     else:
         with activity(f"persona vectors {spec.name}: positive prompts"):
@@ -125,7 +126,7 @@ def rollouts(lm: LoadedModel, spec: TraitSpec, judge: Judge | None, settings: Ex
         with activity(f"persona vectors {spec.name}: negative prompts"):
             neg = lm.generate_chat(questions_rows, neg_systems, seed=settings.seed + 1, **options)
     if judge is None:
-        return Rollouts(questions_rows, pos_systems, neg_systems, pos, neg, [None] * len(rows), [None] * len(rows),
+        return Rollouts(questions_rows, pos_systems, neg_systems, pos, neg, [None] * n_rows, [None] * n_rows,
                         judged=False)
     pos_scores = judge_all(judge, _triples(questions_rows, pos.texts, spec.eval_prompt))
     neg_scores = judge_all(judge, _triples(questions_rows, neg.texts, spec.eval_prompt))

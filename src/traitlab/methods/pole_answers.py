@@ -62,6 +62,13 @@ class Sampling:
     seed: int = 0
     batch_size: int = 32
 
+    @classmethod
+    def like(cls, settings: Any) -> Sampling:
+        """The sampling of another settings object with the same field names (persona vectors'
+        ``ExtractionSettings``, NPTI's ``CollectionSettings``, a subnetwork's ``GenerationSettings``); a field it
+        lacks keeps this class's default."""
+        return cls(**{f.name: getattr(settings, f.name) for f in dataclasses.fields(cls) if hasattr(settings, f.name)})
+
     def __post_init__(self) -> None:
         SamplingParams(self.max_new_tokens, self.temperature, self.top_p, seed=self.seed)  # generation's checks
         if self.batch_size < 1:
@@ -86,18 +93,26 @@ class PoleAnswers:
         return len(self.questions)
 
 
-def pole_rows(spec: TraitSpec, side: Side, n_per_question: int = 1,
-              questions: Sequence[str] | None = None) -> tuple[list[str], list[str]]:
-    """(questions, system prompts) of one side of ``spec``: every instruction pair × question (default the
-    spec's extraction questions) × ``n_per_question``, pair-major: the rows of persona-vector rollouts and of a
-    subnetwork's calibration."""
-    if side not in ("pos", "neg"):
-        raise ConfigError(f"side must be 'pos' or 'neg', got '{side}'")
+def pair_rows(pairs: Sequence[tuple[str, str]], questions: Sequence[str],
+              n_per_question: int = 1) -> tuple[list[str], list[str], list[str]]:
+    """(questions, pos system prompts, neg system prompts) of every ``(pos, neg)`` prompt pair × question ×
+    ``n_per_question``, pair-major: the one row layout of persona-vector rollouts, a subnetwork's calibration,
+    NPTI's collection and the personality vector's distillation, so identical calls of theirs coincide."""
     if n_per_question < 1:
         raise ConfigError(f"n_per_question must be ≥ 1, got {n_per_question}")
-    qs = list(questions if questions is not None else spec.questions)
-    rows = [(getattr(pair, side), q) for pair in spec.instruction for q in qs for _ in range(n_per_question)]
-    return [q for _, q in rows], [s for s, _ in rows]
+    rows = [(pair, q) for pair in pairs for q in questions for _ in range(n_per_question)]
+    return [q for _, q in rows], [p[0] for p, _ in rows], [p[1] for p, _ in rows]
+
+
+def pole_rows(spec: TraitSpec, side: Side, n_per_question: int = 1,
+              questions: Sequence[str] | None = None) -> tuple[list[str], list[str]]:
+    """(questions, system prompts) of one side of ``spec``: ``pair_rows`` of its instruction pairs over
+    ``questions`` (default the spec's extraction questions)."""
+    if side not in ("pos", "neg"):
+        raise ConfigError(f"side must be 'pos' or 'neg', got '{side}'")
+    qs, pos, neg = pair_rows([(p.pos, p.neg) for p in spec.instruction],
+                             list(questions if questions is not None else spec.questions), n_per_question)
+    return qs, pos if side == "pos" else neg
 
 
 _MEMORY: weakref.WeakKeyDictionary[LoadedModel, OrderedDict[str, PoleAnswers]] = weakref.WeakKeyDictionary()

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from traitlab.errors import ConfigError
+from traitlab.methods.pole_answers import pole_rows
 from traitlab.model import Generation, LinearInputStats, LoadedModel, capture_linear_inputs, pack, teacher_forced
 from traitlab.model.capture import stop_after_block
 from traitlab.progress import track
@@ -144,11 +145,10 @@ def from_spec(lm: LoadedModel, spec: TraitSpec, pole: str | None = None, with_sy
     settings = settings or GenerationSettings()
     chosen, use_pos = spec_pole(spec, pole)
     qs = list(questions if questions is not None else spec.questions)
-    rows = [(pair.pos if use_pos else pair.neg, q) for pair in spec.instruction for q in qs
-            for _ in range(settings.n_answers)]
+    asked, systems = pole_rows(spec, "pos" if use_pos else "neg", settings.n_answers, qs)
     source = {"kind": "trait", "spec": spec.name, "trait": spec.trait_name, "pole": chosen,
               "instructions": "pos" if use_pos else "neg"}
-    return _generated(lm, [q for _, q in rows], [s for s, _ in rows], settings, with_system, source, answers)
+    return _generated(lm, asked, systems, settings, with_system, source, answers)
 
 
 def from_description(lm: LoadedModel, description: str, with_system: bool = False,

@@ -26,8 +26,7 @@ from traitlab.evaluation.situational import load_question_file
 from traitlab.interventions import Intervention
 from traitlab.methods import neurons
 from traitlab.methods.neurons import CollectionSettings, NeuronInduction, SelectionOptions
-from traitlab.methods.pole_answers import Sampling
-from traitlab.traits import TraitSpec
+from traitlab.methods.pole_answers import Sampling, pair_rows
 
 _ANSWERS = "answer-bank-v1"  # in the key: answers from the run's bank, one seed for both sides, teacher-forced
 
@@ -85,15 +84,14 @@ class NptiParams(Params):
         return SelectionOptions(seed=self.selection_seed, **{k: getattr(self, k) for k in _SELECTION})
 
 
-def answer_rows(spec: TraitSpec, pairs: list[tuple[str, str]], questions: list[str],
+def answer_rows(pairs: list[tuple[str, str]], questions: list[str],
                 params: NptiParams) -> tuple[list[str], list[str], list[str]]:
-    """(questions, pos systems, neg systems) of the collection: with ``n_per_question``, every pair × question ×
-    n, pair-major (the rows of persona vectors and a subnetwork's calibration, so the run's answer bank serves
-    all three); else NPTI's shuffled sample of ``n_answers`` rows (``neurons.pole_rows``)."""
+    """(questions, pos systems, neg systems) of the collection: with ``n_per_question``, ``pole_answers.pair_rows``
+    (the rows of persona vectors and a subnetwork's calibration, so the run's answer bank serves all three); else
+    NPTI's shuffled sample of ``n_answers`` rows (``neurons.pole_rows``)."""
     if params.n_per_question is None:
         return neurons.pole_rows(pairs, questions, params.n_answers, params.seed)
-    rows = [(pair, q) for pair in pairs for q in questions for _ in range(params.n_per_question)]
-    return [q for _, q in rows], [p[0] for p, _ in rows], [p[1] for p, _ in rows]
+    return pair_rows(pairs, questions, params.n_per_question)
 
 
 def build_npti(context: RecipeContext, params: NptiParams) -> Intervention:
@@ -111,9 +109,8 @@ def build_npti(context: RecipeContext, params: NptiParams) -> Intervention:
     def fit() -> Intervention:
         pair_list = pairs if pairs is not None else [(p.pos, p.neg) for p in spec.instruction]
         asked = questions if questions is not None else context.trimmed(params.n_questions).questions
-        qs, pos_systems, neg_systems = answer_rows(spec, pair_list, list(asked), params)
-        sampling = Sampling(max_new_tokens=settings.max_new_tokens, temperature=settings.temperature,
-                            top_p=settings.top_p, seed=settings.seed, batch_size=settings.batch_size)
+        qs, pos_systems, neg_systems = answer_rows(pair_list, list(asked), params)
+        sampling = Sampling.like(settings)
         pos, neg = (context.answers(qs, systems, sampling, f"{spec.name}: answers under the {side} prompts")
                     for side, systems in (("pos", pos_systems), ("neg", neg_systems)))
         return neurons.fit(lm, spec, settings=settings, pairs=pair_list, questions=asked, progress=False,

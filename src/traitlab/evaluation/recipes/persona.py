@@ -120,8 +120,7 @@ def build_persona_vectors(context: RecipeContext, params: PersonaVectorParams) -
         if params.short_prompts:
             pairs = pairs.with_short_instructions()
         settings = params.extraction()
-        sampling = Sampling(max_new_tokens=settings.max_new_tokens, temperature=settings.temperature,
-                            top_p=settings.top_p, seed=settings.seed, batch_size=settings.batch_size)
+        sampling = Sampling.like(settings)
         pos, neg = (context.pole_answers(pairs, side, settings.n_per_question, sampling) for side in ("pos", "neg"))
         vector = extract(lm, pairs, trait_judge, settings, coherence, params.optimize(),
                          answers=(pos.generation, neg.generation))

@@ -97,9 +97,7 @@ def _pole_statistics(context: RecipeContext, pole: str, settings: FindSettings, 
     generation = settings.generation
     _, use_pos = spec_pole(spec, pole)
     answers = context.pole_answers(spec, "pos" if use_pos else "neg", generation.n_answers,
-                                   Sampling(max_new_tokens=generation.max_new_tokens,
-                                            temperature=generation.temperature, seed=generation.seed,
-                                            batch_size=generation.batch_size))
+                                   Sampling.like(generation))
     stats, source = subnet_fit.pole_statistics(context.lm, spec, pole, settings, answers=answers.generation)
     tensors = {f"{name}.{field}": getattr(entry, field).contiguous()
                for name, entry in stats.items() for field in ("sum", "sum_sq")}
